@@ -137,11 +137,22 @@ def _locate_local(source: Source, root: Path, splits: list[str] | None, origin: 
 
 def _missing_message(source: Source, where: Path | str, tried: list[str]) -> str:
     a = source.access
-    get = (
-        f"get it with `hf download --repo-type dataset {a.repo_id} --local-dir {where}`"
-        if a.kind == "hub"
-        else f"get it: {a.how_to_get} ({a.url})"
-    )
+    if a.kind == "hub":
+        # The snapshot command for the first layout: its repo (a mirror may differ) and revision (a Parquet
+        # export lives on refs/convert/parquet, and a snapshot of main would hold only a loading script).
+        first = a.layouts[0]
+        revision = first.revision or a.revision
+        local = where if isinstance(where, Path) else f"DIR/{source.name}"
+        get = (
+            f"get it with `hf download --repo-type dataset {first.repo_id or a.repo_id}"
+            f"{'' if revision == 'main' else f' --revision {revision}'} --local-dir {local}`"
+        )
+        if a.how_to_get:  # a layout that is a download (an upstream archive), not a Hub snapshot
+            get += f"; or: {a.how_to_get}" + (f" ({a.url})" if a.url else "")
+        if not isinstance(where, Path):
+            get += "; then build with --sources DIR"
+    else:
+        get = f"get it: {a.how_to_get} ({a.url})"
     return f"{source.name}: no data at {where}; tried {' / '.join(tried) or 'nothing'}; {get}"
 
 
@@ -159,6 +170,14 @@ def hub_commit(repo_id: str, revision: str) -> str:
     return HfApi().dataset_info(repo_id, revision=revision).sha or revision
 
 
+def _why_not_found(exc: FileNotFoundError) -> str:
+    text = str(exc)
+    for reason in ("repository not found", "revision not found", "invalid repository id"):
+        if reason in text:
+            return reason
+    return "not found"
+
+
 def _locate_hub(source: Source, splits: list[str] | None) -> Located:
     a = source.access
     fs = hub_filesystem()
@@ -168,18 +187,25 @@ def _locate_hub(source: Source, splits: list[str] | None) -> Located:
         repo_id = layout.repo_id or a.repo_id or ""
         wanted = [s for s in layout.splits if splits is None or s in splits]
         files: dict[str, list[str]] = {}
-        for split in wanted:
-            urls = []
-            for pattern in layout.splits[split]:
-                found = fs.glob(hub_url(repo_id, revision, pattern))
-                urls += [hub_url(repo_id, revision, f.split("/", 3)[3]) for f in sorted(found)]
-            if urls:
-                files[split] = urls
+        gone = ""
+        try:
+            for split in wanted:
+                urls = []
+                for pattern in layout.splits[split]:
+                    found = fs.glob(hub_url(repo_id, revision, pattern))
+                    urls += [hub_url(repo_id, revision, f.split("/", 3)[3]) for f in sorted(found)]
+                if urls:
+                    files[split] = urls
+        except FileNotFoundError as exc:
+            # HfFileSystem raises this for a repo or revision that does not exist (a Parquet export branch
+            # removed with the viewer, a pull request ref that is gone, a mirror repo deleted): that layout
+            # is absent, and the next one is tried.
+            files, gone = {}, f": {_why_not_found(exc)}"
         if wanted and len(files) == len(wanted):
             sha = hub_commit(repo_id, revision)
             fp = hashlib.blake2b(f"{repo_id}@{sha}:{sorted(files.items())}".encode(), digest_size=16)
             return Located(source, layout, files, f"hub:{repo_id}@{revision}", fp.hexdigest(), remote=True)
-        tried.append(f"layout {layout.name!r} ({repo_id}@{revision})")
+        tried.append(f"layout {layout.name!r} ({repo_id}@{revision}{gone})")
     raise SourceMissing(_missing_message(source, f"hf://datasets/{a.repo_id}", tried))
 
 

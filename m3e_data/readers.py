@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,14 @@ class BadRow:
     detail: str = ""
 
 
+# Undecodable bytes kept by errors="surrogateescape" (U+DC80..U+DCFF).
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
 RawRow = dict[str, Any]
 ReadItem = RawRow | BadRow
 
 _SNIFF_BYTES = 1 << 16
+_JSONL_PROBE_LINES = 4  # lines after a malformed first one that decide whether a file is JSON lines
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -90,25 +95,51 @@ def _first_char(path: Path) -> str:
 
 def _is_json_lines(path: Path, field: str) -> bool:
     """A file is JSON lines when its first non-blank line is a complete JSON object on its own, unless
-    that object is a whole `{"data": [...]}` document written on one line (CINLID's GBK copy is)."""
+    that object is a whole `{"data": [...]}` document written on one line (CINLID's GBK copy is).
+
+    A first line that does not parse (truncated, or cut by a bad copy) does not make a multi-GB JSON-lines
+    file a document to load whole: it is JSON lines when most of the next few lines are objects on their
+    own. An indented or one-element-per-line document has at most its last element standing alone.
+    """
     if _first_char(path) != "{":
         return False
+    candidates: list[bool] = []
     for line in iter_lines(path):
         if isinstance(line, BadRow) or not line.strip():
             continue
         try:
-            first = json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
-            return False
-        return not (isinstance(first, dict) and isinstance(first.get(field), list))
-    return False
+            row = None
+        if not candidates and row is not None:  # the first line parsed: decide on it alone
+            return not (isinstance(row, dict) and isinstance(row.get(field), list))
+        candidates.append(isinstance(row, dict) and not line[:1].isspace())
+        if len(candidates) > _JSONL_PROBE_LINES:
+            break
+    later = candidates[1:]
+    return bool(later) and sum(later) * 2 > len(later)
 
 
-def _load_document(path: Path) -> Any:
+def _load_document(path: Path) -> tuple[Any, bool]:
+    """The parsed document, and whether it held undecodable bytes (kept as lone surrogates, so that the
+    rows holding them can be counted as bad and the others still read)."""
     with open_binary(path) as fh:
         data = fh.read()
     encoding = detect_encoding(path)
-    return json.loads(data.decode(encoding))
+    try:
+        return json.loads(data.decode(encoding)), False
+    except UnicodeDecodeError:
+        return json.loads(data.decode(encoding, errors="surrogateescape")), True
+
+
+def _has_surrogates(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogates(v) for v in value)
+    return False
 
 
 def _iter_json_lines(path: Path) -> Iterator[ReadItem]:
@@ -148,8 +179,8 @@ def iter_json(path: Path, field: str | None = None) -> Iterator[ReadItem]:
         yield from _iter_json_lines(path)
         return
     try:
-        doc = _load_document(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc, undecodable = _load_document(path)
+    except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: neither JSON lines nor one JSON document: {exc}") from exc
     if isinstance(doc, dict):
         key = field or ("data" if isinstance(doc.get("data"), list) else None)
@@ -162,7 +193,12 @@ def iter_json(path: Path, field: str | None = None) -> Iterator[ReadItem]:
     if not isinstance(doc, list):
         raise ValueError(f"{path}: expected a list of rows, found {type(doc).__name__}")
     for n, row in enumerate(doc):
-        yield row if isinstance(row, dict) else BadRow("not_an_object", f"{path.name} item {n}")
+        if not isinstance(row, dict):
+            yield BadRow("not_an_object", f"{path.name} item {n}")
+        elif undecodable and _has_surrogates(row):
+            yield BadRow("undecodable_bytes", f"{path.name} item {n}")
+        else:
+            yield row
 
 
 def iter_squad(path: Path) -> Iterator[ReadItem]:
@@ -246,10 +282,11 @@ def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 def iter_csv(path: Path) -> Iterator[ReadItem]:
     """CSV with a header row; quoted fields may span lines. A row whose field count differs from the
-    header's is malformed and skipped."""
+    header's is malformed and skipped; a row holding undecodable bytes is one bad row (the bytes are kept
+    as lone surrogates while parsing, so the rows after it are still read)."""
     encoding = detect_encoding(path)
     with open_binary(path) as raw:
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="")
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
         reader = csv.reader(text)
         try:
             names = next(reader)
@@ -260,13 +297,13 @@ def iter_csv(path: Path) -> Iterator[ReadItem]:
                 fields = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as exc:
-                yield BadRow("undecodable_bytes", f"{path.name}: {exc.reason}")
-                return
             except csv.Error as exc:
                 yield BadRow("malformed_csv_row", f"{path.name} line {reader.line_num}: {exc}")
                 continue
             if not fields:
+                continue
+            if any(_SURROGATE.search(f) for f in fields):
+                yield BadRow("undecodable_bytes", f"{path.name} line {reader.line_num}")
                 continue
             if len(fields) != len(names):
                 yield BadRow("malformed_csv_row", f"{path.name} line {reader.line_num}: {len(fields)} fields")

@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import inspect
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -89,8 +90,12 @@ class Recipe:
 
     @property
     def version(self) -> str:
-        """Changes whenever the recipe's code changes, so that a rebuild redoes its source."""
-        return hashlib.blake2b(inspect.getsource(self.module).encode(), digest_size=8).hexdigest()
+        """Changes whenever the recipe's code changes, so that a rebuild redoes its source; that includes
+        other recipe modules it borrows from (cspider and zhuiyi_nl2sql use dusql's `sql_pair`)."""
+        h = hashlib.blake2b(inspect.getsource(self.module).encode(), digest_size=8)
+        for name in sorted(_borrowed_recipe_modules(self.module)):
+            h.update(inspect.getsource(sys.modules[name]).encode())
+        return h.hexdigest()
 
     def resolve_options(self, given: dict[str, str]) -> dict[str, Any]:
         """Defaults overridden by user strings, each parsed as the type of its default."""
@@ -101,6 +106,17 @@ class Recipe:
                 raise ValueError(f"recipe {self.name} has no option {key!r} (options: {known})")
             resolved[key] = parse_option(text, resolved[key], f"{self.name}.{key}")
         return resolved
+
+
+def _borrowed_recipe_modules(module: ModuleType) -> set[str]:
+    """Names of the other m3e_recipes modules whose objects `module` imported."""
+    prefix = f"{RECIPES_PACKAGE}."
+    found = set()
+    for value in vars(module).values():
+        owner = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        if isinstance(owner, str) and owner.startswith(prefix) and owner != module.__name__ and owner in sys.modules:
+            found.add(owner)
+    return found
 
 
 def parse_option(text: str, default: Any, name: str) -> Any:

@@ -16,17 +16,23 @@ def is_placeholder(row) -> bool:
     return _PLACEHOLDER in (row["sentence1"].strip(), row["sentence2"].strip())
 
 
+def _negative(row, positive):
+    """The sibling's sentence2 when it is a usable negative; a malformed sibling (a TSV row cut short, a
+    null text) is no negative and must not fail the row it would serve."""
+    text = row.get("sentence2")
+    if not isinstance(text, str) or str(row.get("label")).strip() != "0":
+        return None
+    text = text.strip()
+    # Machine translation sometimes makes a word-swap partner identical to the paraphrase: not a negative.
+    return None if text in (_PLACEHOLDER, positive) else text
+
+
 def to_pairs(row, ctx):
     if is_placeholder(row):
         raise Skip("ns_placeholder")
     if str(row["label"]).strip() != "1":
         raise Skip("label_not_1")
     positive = row["sentence2"].strip()
-    # Machine translation sometimes makes a word-swap partner identical to the paraphrase: not a negative.
-    negatives = [
-        r["sentence2"]
-        for r in ctx.group
-        if str(r["label"]).strip() == "0" and not is_placeholder(r) and r["sentence2"].strip() != positive
-    ]
+    negatives = [n for r in ctx.group if (n := _negative(r, positive)) is not None]
     key = row.get("id")
     yield Pair(row["sentence1"], row["sentence2"], negatives, key=None if key is None else str(key))

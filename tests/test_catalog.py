@@ -27,6 +27,13 @@ def test_every_source_documents_its_rule_licence_and_access():
             assert s.access.url and s.access.how_to_get, s.name
 
 
+def test_every_counting_rule_states_m3e_s_pairing_and_the_card_count():
+    """Issue 3: for each source, the rule M3E used and the count it gives on the full data."""
+    for s in load_catalog().values():
+        assert "->" in s.counting_rule, s.name
+        assert f"{s.card_rows:,}" in s.counting_rule, s.name
+
+
 def test_commercial_only_where_the_licence_permits_and_the_card_does_not_say_no():
     catalog = load_catalog()
     for s in catalog.values():

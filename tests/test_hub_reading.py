@@ -42,6 +42,11 @@ class FakeHub:
     def glob(self, url: str) -> list[str]:
         repo, rev, pattern = self._parts(url)
         base = self.root / repo / unquote(rev)
+        # As HfFileSystem does: a repo or revision that does not exist is FileNotFoundError, not [].
+        if not (self.root / repo).is_dir():
+            raise FileNotFoundError(f"{url} (repository not found)")
+        if not base.is_dir():
+            raise FileNotFoundError(f"{url} (revision not found)")
         return [f"datasets/{repo}@{rev}/{p.relative_to(base).as_posix()}" for p in sorted(base.glob(pattern))]
 
 
@@ -105,8 +110,30 @@ def test_no_layout_on_the_hub_names_every_layout_tried(fake_hub):
     with pytest.raises(SourceMissing) as err:
         locate(load_catalog()["lcqmc"], "hub")
     message = str(err.value)
-    assert "'parquet-export' (shibing624/nli_zh@refs/convert/parquet)" in message
-    assert "'c-mteb' (C-MTEB/LCQMC@main)" in message
+    assert "'parquet-export' (shibing624/nli_zh@refs/convert/parquet: repository not found)" in message
+    assert "'c-mteb' (C-MTEB/LCQMC@main: repository not found)" in message
+
+
+def test_a_missing_revision_falls_back_to_the_next_layout(fake_hub):
+    """The Parquet export branch disappears when a repo's viewer is switched off, and a pull request ref can
+    go: HfFileSystem then raises FileNotFoundError, and the next layout must still be tried."""
+    (fake_hub.root / "shibing624" / "nli_zh" / "main").mkdir(parents=True)  # the repo, without its export
+    mirror = fake_hub.root / "C-MTEB" / "BQ" / "main" / "data"
+    for split in ("train", "validation", "test"):
+        write_parquet(mirror / f"{split}-00000-of-00001.parquet", [{"sentence1": "甲", "sentence2": "乙", "score": 1}])
+    located = locate(load_catalog()["bq"], "hub")
+    assert located.layout.name == "c-mteb" and located.origin == "hub:C-MTEB/BQ@main"
+
+
+def test_every_mlqa_layout_gone_is_one_message_naming_each_with_its_reason(fake_hub):
+    (fake_hub.root / "facebook" / "mlqa" / "main").mkdir(parents=True)  # script only: no refs/pr/5, no export
+    with pytest.raises(SourceMissing) as err:
+        locate(load_catalog()["mlqa"], "hub")
+    message = str(err.value)
+    assert "'parquet-pr5' (facebook/mlqa@refs/pr/5: revision not found)" in message
+    assert "'parquet-export' (facebook/mlqa@refs/convert/parquet: revision not found)" in message
+    assert "'squad-tarball' (facebook/mlqa@main)" in message
+    assert "hf download --repo-type dataset facebook/mlqa" in message
 
 
 def test_a_download_source_is_not_looked_for_on_the_hub():

@@ -82,3 +82,94 @@ def test_squad_nesting_is_flattened_one_row_per_question(tmp_path):
 
 def test_an_empty_file_is_an_empty_split(tmp_path):
     assert list(iter_json(write(tmp_path / "valid.json", b"\n  \n"))) == []
+
+
+def test_csv_and_tsv_headers_lose_their_bom(tmp_path):
+    csv_rows = list(iter_csv(write(tmp_path / "a.csv", "\ufefftitle,reply\n问,答\n".encode())))
+    assert csv_rows == [{"title": "问", "reply": "答"}]
+    tsv_rows = list(iter_tsv(write(tmp_path / "a.tsv", "\ufeffid\ts\n1\t甲\n".encode()), header=True))
+    assert tsv_rows == [{"id": "1", "s": "甲"}]
+
+
+def test_gbk_json_lines_are_decoded_line_by_line(tmp_path):
+    rows = [{"sentence1": "画蛇添足", "sentence2": "多此一举", "label": "entailment"}] * 3
+    path = write(tmp_path / "cinlid.json", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("gbk"))
+    assert detect_encoding(path) == "gb18030" and list(iter_json(path)) == rows
+
+
+def test_an_undecodable_csv_row_is_one_bad_row_and_the_rows_after_it_are_read(tmp_path):
+    data = "title,reply\n甲,一\n".encode() + b"\xe4\xb9,\xff\xfe\n" + "乙,二\n".encode() * 3000
+    rows = list(iter_csv(write(tmp_path / "lawzhidao_filter.csv", data)))
+    assert rows[0] == {"title": "甲", "reply": "一"}
+    assert isinstance(rows[1], BadRow) and rows[1].reason == "undecodable_bytes"
+    assert len(rows) == 3002 and rows[-1] == {"title": "乙", "reply": "二"}
+
+
+def test_an_undecodable_row_of_a_json_array_is_one_bad_row(tmp_path):
+    data = b'[{"q": "\xe7\x94\xb2"}, {"q": "\xff\xfe"}, {"q": "\xe4\xb9\x99"}]'
+    rows = list(iter_json(write(tmp_path / "train.json", data)))
+    assert rows[0] == {"q": "甲"} and rows[2] == {"q": "乙"}
+    assert isinstance(rows[1], BadRow) and rows[1].reason == "undecodable_bytes"
+
+
+def test_a_truncated_first_line_does_not_turn_json_lines_into_a_document(tmp_path):
+    text = '{"a": "甲\n{"a": "乙"}\n{"a": "丙"}\n{"a": "丁"}\n'
+    rows = list(iter_json(write(tmp_path / "x.json", text.encode())))
+    assert rows[0].reason == "malformed_json" and rows[1:] == [{"a": "乙"}, {"a": "丙"}, {"a": "丁"}]
+    # An indented document is still a document, although its last element stands alone on a line.
+    doc = '{"data": [\n{"a": "甲"},\n{"a": "乙"},\n{"a": "丙"}\n]}\n'
+    assert list(iter_json(write(tmp_path / "d.json", doc.encode()))) == [{"a": "甲"}, {"a": "乙"}, {"a": "丙"}]
+    pretty = json.dumps({"data": [{"a": "甲"}, {"a": "乙"}]}, ensure_ascii=False, indent=2)
+    assert list(iter_json(write(tmp_path / "p.json", pretty.encode()))) == [{"a": "甲"}, {"a": "乙"}]
+
+
+class _CountingReader:
+    """A binary file that counts the bytes handed out, to show that a reader streams."""
+
+    def __init__(self, fh, seen):
+        self.fh, self.seen = fh, seen
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+    def __iter__(self):
+        for line in self.fh:
+            self.seen[0] += len(line)
+            yield line
+
+    def read(self, n=-1):
+        data = self.fh.read(n)
+        self.seen[0] += len(data)
+        return data
+
+    def readinto(self, b):
+        n = self.fh.readinto(b)
+        self.seen[0] += n or 0
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+def test_json_lines_tsv_and_csv_are_streamed_not_loaded_whole(tmp_path, monkeypatch):
+    from m3e_data import readers
+
+    seen = [0]
+    real_open = readers.open_binary
+    monkeypatch.setattr(readers, "open_binary", lambda path: _CountingReader(real_open(path), seen))
+    n = 60_000  # ~4 MB per file; the first rows must come after reading a small part of it
+    jsonl = write(tmp_path / "big.json", "".join(json.dumps({"t": f"第{i}行文本"}, ensure_ascii=False) + "\n" for i in range(n)).encode())
+    tsv = write(tmp_path / "big.tsv", "".join(f"{i}\t第{i}行\t1\n" for i in range(n)).encode())
+    csv_ = write(tmp_path / "big.csv", ("a,b\n" + "".join(f"{i},第{i}行\n" for i in range(n))).encode())
+    for path, rows in (
+        (jsonl, iter_json(jsonl)),
+        (tsv, iter_tsv(tsv, columns=["id", "s", "label"], header=False)),
+        (csv_, iter_csv(csv_)),
+    ):
+        seen[0] = 0
+        first = [next(rows) for _ in range(10)]
+        assert all(isinstance(r, dict) for r in first)
+        assert seen[0] < path.stat().st_size // 4, (path.name, seen[0], path.stat().st_size)

@@ -231,6 +231,26 @@ def test_bq_reads_the_qianyan_tsv_whose_test_file_is_unlabelled(tmp_path):
     assert result.counts.dropped == {"label_not_1": 1, "unlabelled": 1}
 
 
+def test_bq_malformed_tsv_rows_are_counted_and_never_fail_their_siblings(tmp_path):
+    folder = tmp_path / "src" / "bq" / "bq_corpus"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_bytes(
+        "账单日可以改吗\t怎么修改账单日\t1\n"
+        "账单日可以改吗\t账单怎么查询\t0\n"
+        "账单日可以改吗\n"  # cut short: no partner, no label
+        "积分怎么兑换\t\t1\n"  # an empty partner
+        "积分怎么兑换\t积分能换什么\t1\t多余\n".encode()  # a stray tab
+        + b"\xff\xfe\t\xe4\xb9\t1\n"  # undecodable bytes
+    )
+    write_text(folder / "dev.tsv", "")
+    write_text(folder / "test.tsv", "")
+    rows, result = build_dir("bq", tmp_path / "src", tmp_path / "out")
+    assert pairs(rows) == [("train", "账单日可以改吗", "怎么修改账单日", ["账单怎么查询"])]
+    assert result.counts.dropped == {
+        "label_not_1": 1, "unlabelled": 1, "empty_text": 1, "malformed_tsv_row": 1, "undecodable_bytes": 1,
+    }
+
+
 def test_bq_missing_names_every_layout(tmp_path):
     assert_names_every_layout("bq", tmp_path)
 
@@ -294,6 +314,31 @@ def test_paws_x_reads_the_upstream_tsv_with_its_ns_placeholders(tmp_path):
     assert pairs(rows) == [("train", '他说"你好"。', '他说："你好"。', ['她说"你好"。'])]
     assert rows[0]["id"] == "paws_x/train/1"
     assert result.counts.dropped == {"label_not_1": 1, "ns_placeholder": 2}
+
+
+def test_paws_x_malformed_rows_are_counted_and_a_malformed_sibling_is_no_negative(tmp_path):
+    folder = tmp_path / "src" / "paws_x" / "x-final" / "zh"
+    header = "id\tsentence1\tsentence2\tlabel\n"
+    s1 = '他说"你好"。'
+    write_text(
+        folder / "translated_train.tsv",
+        header
+        + f"1\t{s1}\t他说：\"你好\"。\t1\n"
+        + f"2\t{s1}\t她说\"你好\"。\t0\n"
+        + f"3\t{s1}\n"  # cut short: no sentence2, no label
+        + f"4\t{s1}\t他说了\"再见\"。\n"  # no label
+        + f"5\t{s1}\t\t1\n"  # an empty paraphrase
+        + "6\t甲\t乙\t1\t多余\n",  # a stray tab
+    )
+    write_text(folder / "dev_2k.tsv", header)
+    write_text(folder / "test_2k.tsv", header)
+    rows, result = build_dir("paws_x", tmp_path / "src", tmp_path / "out")
+    assert pairs(rows) == [("train", s1, '他说："你好"。', ['她说"你好"。'])]
+    assert [r["id"] for r in rows] == ["paws_x/train/1"]
+    assert result.counts.dropped == {
+        "label_not_1": 1, "missing_field:sentence2": 1, "missing_field:label": 1, "empty_text": 1,
+        "malformed_tsv_row": 1,
+    }
 
 
 def test_paws_x_real_dev_rows_drop_exactly_the_ns_placeholders(tmp_path, shared_fixtures):
