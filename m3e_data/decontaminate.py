@@ -5,11 +5,12 @@ names (`--decontaminate PATH`), either exactly after normalisation (quality.norm
 3-gram Jaccard >= 0.8 among MinHash LSH candidates (same signatures and banding as near-dedup).
 
 Evaluation files (`read_eval_texts`), by extension:
-- .jsonl / .json (one JSON object per line): every string value under the fields in JSON_FIELDS
-  (text, query, question, sentence, sentence1, sentence2, passage, positive, title), and each string of a
-  list there (e.g. "pos");
+- .jsonl / .json (one JSON object per line, or a .json file holding one JSON array of objects): every
+  string value under the fields in JSON_FIELDS (text, query, question, sentence, sentence1, sentence2,
+  passage, positive, title), and each string of a list there (e.g. C-MTEB reranking's "positive": [...]);
 - .tsv: the last column of each line (T2Ranking's queries.dev.tsv is `qid\\ttext`, collection.tsv
-  `pid\\tpassage`);
+  `pid\\tpassage`); a first line that is a header (every column a name in TSV_HEADER_NAMES, as in the
+  Hub release of T2Ranking: `qid\\ttext`) is skipped;
 - anything else: plain text, one sentence per line.
 Blank lines and texts that normalise to nothing are skipped.
 """
@@ -31,6 +32,10 @@ from m3e_data.quality import StatsParams, band_columns, normalize, text_keys
 
 JSON_FIELDS = ("text", "query", "question", "sentence", "sentence1", "sentence2", "passage", "positive", "title")
 THRESHOLD = 0.8
+# Column names a TSV header line is made of (T2Ranking on the Hub: `qid\ttext`, `pid\ttext`).
+TSV_HEADER_NAMES = frozenset(
+    {*JSON_FIELDS, "id", "_id", "qid", "pid", "docid", "doc_id", "query_id", "corpus_id", "content", "label", "score"}
+)
 
 
 class EvalFileError(ValueError):
@@ -45,6 +50,12 @@ def read_eval_texts(path: Path) -> list[str]:
         raise EvalFileError(f"{path}: cannot read evaluation file: {exc}") from exc
     texts: list[str] = []
     suffix = path.suffix.lower()
+    if suffix == ".json":
+        array = _json_array(lines)
+        if array is not None:
+            for number, obj in enumerate(array, 1):
+                texts += _json_texts(obj, f"{path}: item {number}")
+            return [t.strip() for t in texts if t.strip()]
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -53,19 +64,45 @@ def read_eval_texts(path: Path) -> list[str]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise EvalFileError(f"{path}:{number}: not a JSON object: {exc}") from exc
-            if not isinstance(obj, dict):
-                raise EvalFileError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-            for field in JSON_FIELDS:
-                value = obj.get(field)
-                if isinstance(value, str):
-                    texts.append(value)
-                elif isinstance(value, list):
-                    texts.extend(v for v in value if isinstance(v, str))
+            texts += _json_texts(obj, f"{path}:{number}")
         elif suffix == ".tsv":
-            texts.append(line.split("\t")[-1])
+            columns = line.split("\t")
+            if not texts and _is_header(columns):
+                continue
+            texts.append(columns[-1])
         else:
             texts.append(line)
     return [t.strip() for t in texts if t.strip()]
+
+
+def _is_header(columns: list[str]) -> bool:
+    """A TSV line made only of column names (checked on the first line with text only)."""
+    return len(columns) > 1 and all(c.strip().lower() in TSV_HEADER_NAMES for c in columns)
+
+
+def _json_array(lines: list[str]) -> list | None:
+    """The whole file as one JSON array, when it is one (else None: JSON lines)."""
+    text = "\n".join(lines).lstrip()
+    if not text.startswith("["):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, list) else None
+
+
+def _json_texts(obj: object, where: str) -> list[str]:
+    if not isinstance(obj, dict):
+        raise EvalFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    texts: list[str] = []
+    for field in JSON_FIELDS:
+        value = obj.get(field)
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, list):
+            texts.extend(v for v in value if isinstance(v, str))
+    return texts
 
 
 @dataclass

@@ -64,6 +64,13 @@ LENGTH_BINS = (0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 ProgressFn = Callable[[str, str, int], None]  # (step, source, rows done)
 
 
+def reason_stage(reason: str) -> str:
+    """The reject stage a drop reason belongs to (quality reasons are "quality:<rule>")."""
+    if reason.startswith("quality:"):
+        return "quality"
+    return {"eval_split": "eval_split", "decontaminated": "decontaminate"}.get(reason, "dedup")
+
+
 class HqConfigError(ValueError):
     """A --config file that cannot be used."""
 
@@ -140,11 +147,19 @@ class HqSourceResult:
     written: bool = False
     lengths: dict[str, list[int]] = field(default_factory=dict)
 
+    def by_stage(self) -> dict[str, dict[str, int]]:
+        """Drops per stage per reason: {stage: {reason: rows}} (stages in order, only those that dropped)."""
+        out: dict[str, dict[str, int]] = {}
+        for reason, n in sorted(self.dropped.items()):
+            out.setdefault(reason_stage(reason), {})[reason] = n
+        return {stage: out[stage] for stage in REJECT_STAGES if stage in out}
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows_in": self.rows_in,
             "rows_out": self.rows_out,
             "dropped": dict(sorted(self.dropped.items())),
+            "dropped_by_stage": self.by_stage(),
             "through": self.through,
             "stats_cached": self.stats_cached,
             "lengths": self.lengths,
@@ -393,18 +408,17 @@ def decide(
 
     rank = keep_order(meta) if n_alive else np.zeros(0, dtype=np.int64)
 
-    # Exact duplicates among the rows still alive.
+    # Exact duplicates among the rows still alive. Marked after near dedup: the row an exact copy points
+    # to may itself be a near duplicate of a better row, and kept_id must name the row that survives.
+    exact_kept = np.arange(n_alive, dtype=np.int64)
+    exact_mask = np.zeros(n_alive, dtype=bool)
     live = np.flatnonzero(~dropped)
     if len(live):
         keys = meta["pair_key"].to_numpy()[live]
         kept_local = exact_duplicates(keys, rank[live])
-        kept = np.full(n_alive, -1, dtype=np.int64)
-        kept[live] = live[kept_local]
-        mask = np.zeros(n_alive, dtype=bool)
-        mask[live] = kept[live] != live
-        mark(mask, "dedup", "exact_duplicate", kept)
-        count_overlap(mask, kept)
-        dropped |= mask
+        exact_kept[live] = live[kept_local]
+        exact_mask[live] = exact_kept[live] != live
+        dropped |= exact_mask
         if on_progress:
             on_progress("exact dedup", "all", len(live))
 
@@ -428,6 +442,10 @@ def decide(
         mask[live] = keep_g[live] != live
         mark(mask, "dedup", "near_duplicate", keep_g)
         count_overlap(mask, keep_g)
+        exact_kept = keep_g[exact_kept]  # rows outside near dedup map to themselves
+    if exact_mask.any():
+        mark(exact_mask, "dedup", "exact_duplicate", exact_kept)
+        count_overlap(exact_mask, exact_kept)
 
     # kept_gidx → kept row's (source, local) is resolved by the writer through this table.
     for d in decisions:
@@ -593,7 +611,7 @@ def run_hq(
             "length_bins": list(LENGTH_BINS),
             "sources": {name: r.as_dict() for name, r in results.items()},
             "overlap": overlap,
-            "decontamination": decon,
+            "decontamination": {str(p): decon.get(str(p), 0) for p in eval_paths},  # every file, 0 included
         },
     )
     return results

@@ -48,6 +48,14 @@ def detect(text: str) -> str:
             return NONE
 
 
+def _latin_only(text: str) -> bool:
+    """Every letter of `text` is Latin (Basic Latin to Latin Extended-B, Latin Extended Additional,
+    fullwidth Latin)."""
+    return text.isascii() or all(
+        ch < "\u0250" or "\u1e00" <= ch <= "\u1eff" or "\uff21" <= ch <= "\uff5a" for ch in text if ch.isalpha()
+    )
+
+
 def classify(text: str, han: int, kana: int, letters: int) -> str:
     """The language of one text given its counts of Han characters, kana and letters (category L*).
 
@@ -57,7 +65,9 @@ def classify(text: str, han: int, kana: int, letters: int) -> str:
         return NONE
     if kana == 0:
         if han == 0:
-            return "en" if text.isascii() else "other"
+            # Latin script (curly quotes, dashes, accents allowed: "It’s a café") is "en", the only Latin
+            # profile loaded; other scripts (Hangul, Cyrillic, ...) are "other".
+            return "en" if _latin_only(text) else "other"
         if han / letters >= CONCLUSIVE_HAN_RATIO:
             return ZH
     return detect(text)

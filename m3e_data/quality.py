@@ -27,14 +27,19 @@ from m3e_data import langid
 from m3e_data.minhash import MinHashParams, band_keys, hash_keys, shingle_batch, signatures_from_hashes
 
 # Bump when a statistic's definition changes: cached statistics of an older version are recomputed.
-STATS_VERSION = 1
+# 2: Latin-script text with accents or curly quotes is "en", not "other"; boilerplate spares people ("AI从业者").
+STATS_VERSION = 2
 
 # Phrases GPT-generated answers carry (belle, firefly, alpaca_gpt4, hc3): the answer is about the model.
+# RE2 syntax (pyarrow): no look-ahead, so "AI" must be followed by a model word, or by a non-Han character
+# (or 我, or the end) — "作为一个AI从业者" and "我是一个AI工程师" are people; \b keeps "was an aim" out.
+_AI_SELF = r"(?:AI|ai|人工智能)(?:语言模型|大语言模型|模型|助手|助理|聊天机器人|机器人)?"
 BOILERPLATE = (
-    r"作为一个?(?:AI|人工智能|ai|语言模型|大?语言模型|AI语言模型|人工智能语言模型|聊天机器人|虚拟助手)",
-    r"我是一个?(?:AI|人工智能|语言模型|AI语言模型|人工智能语言模型)",
-    r"(?i)as an ai(?: language model)?",
-    r"(?i)i am an ai(?: language model)?",
+    rf"作为(?:一个|一名|一款)?{_AI_SELF}(?:[^\x{{4e00}}-\x{{9fff}}]|我|$)",
+    r"作为(?:一个|一名|一款)?(?:大?语言模型|聊天机器人|虚拟助手)",
+    rf"我是一个?{_AI_SELF}(?:[^\x{{4e00}}-\x{{9fff}}]|$)",
+    r"(?i)\bas an ai\b(?: language model)?",
+    r"(?i)\bi am an ai\b(?: language model)?",
     r"我(?:没有|无法)(?:访问|获取)(?:互联网|实时|网络)",
     r"(?:OpenAI|ChatGPT)(?:训练|开发)的",
 )

@@ -133,8 +133,18 @@ def test_read_eval_texts_formats(tmp_path):
         encoding="utf-8",
     )
     assert read_eval_texts(tmp_path / "q.txt") == ["第一句", "第二句"]
-    assert read_eval_texts(tmp_path / "q.tsv") == ["text", "检索问题一", "检索问题二"]
+    # The header line of the Hub's T2Ranking files (`qid\ttext`) is not an evaluation sentence.
+    assert read_eval_texts(tmp_path / "q.tsv") == ["检索问题一", "检索问题二"]
+    (tmp_path / "noheader.tsv").write_text("1\ttext\n2\t检索问题二\n", encoding="utf-8")
+    assert read_eval_texts(tmp_path / "noheader.tsv") == ["text", "检索问题二"]
     assert read_eval_texts(tmp_path / "q.jsonl") == ["问一", "句一", "文本"]
+    # A .json file may be JSON lines or one array of objects (C-MTEB reranking: "positive" is a list).
+    (tmp_path / "arr.json").write_text(
+        json.dumps([{"query": "问一", "positive": ["正一", "正二"], "negative": ["负一"]}, {"sentence1": "句一"}],
+                   ensure_ascii=False, indent=2),
+        encoding="utf-8",
+    )
+    assert read_eval_texts(tmp_path / "arr.json") == ["问一", "正一", "正二", "句一"]
     (tmp_path / "bad.jsonl").write_text("[1, 2]\n", encoding="utf-8")
     with pytest.raises(EvalFileError, match="expected a JSON object"):
         read_eval_texts(tmp_path / "bad.jsonl")
@@ -158,6 +168,35 @@ def test_contaminated_rows_exact_and_near(tmp_path):
     # Row 0: the query equals an eval sentence after normalisation; row 2: its positive is a near copy.
     assert hit["gidx"].to_list() == [0, 2]
     assert set(hit["file"].to_list()) == {str(evals)}
+
+
+def test_real_t2ranking_queries_decontaminate(shared_fixtures, tmp_path):
+    """T2Ranking's queries TSV (`qid\tquery`, no header in these samples; with one on the Hub) as an eval set:
+    an exact copy (after normalisation) and a near copy of a query are caught, an unrelated row is not."""
+    import pyarrow as pa
+
+    source = shared_fixtures / "t2ranking" / "queries.test.tsv"
+    if not source.exists():
+        pytest.skip("T2Ranking sample absent")
+    queries_tsv = source.read_text(encoding="utf-8")
+    evals = read_eval_texts(source)
+    assert len(evals) == len(queries_tsv.splitlines()) and "\t" not in "".join(evals)
+    with_header = tmp_path / "queries.dev.tsv"
+    with_header.write_text("qid\ttext\n" + queries_tsv, encoding="utf-8")
+    assert read_eval_texts(with_header) == evals
+
+    params = StatsParams(text_bands=True)
+    index = EvalIndex.build([with_header], params)
+    long_query = next(q for q in evals if len(q) >= 16)
+    queries = [evals[0] + "？", long_query[:-1] + "啊", "完全无关的训练问题一二三"]
+    positives = ["一段关于它的回答内容", "另一段回答文本内容", "无关的回答内容"]
+    table = pa.table({"id": ["0", "1", "2"], "query": queries, "positive": positives,
+                      "negatives": pa.array([[]] * 3, pa.list_(pa.string())), "homogeneous": [False] * 3})
+    stats = pl.from_arrow(compute_stats(table, params)).with_columns(pl.int_range(3, dtype=pl.Int64).alias("gidx"))
+    cols = ["gidx", "q_key", "p_key", *band_columns("q", params.bands), *band_columns("p", params.bands)]
+    hit = contaminated(stats.select(cols), index, lambda g: ([queries[i] for i in g], [positives[i] for i in g]), params)
+    assert hit["gidx"].to_list() == [0, 1]
+    assert set(hit["file"].to_list()) == {str(with_header)}
 
 
 def test_exact_jaccard_is_right_across_chunk_boundaries(monkeypatch):

@@ -61,6 +61,8 @@ def test_demo_outputs_rejects_and_manifest(demo):
     section = read_manifest(demo)["stages"]["hq"]
     built = sorted(p.name for p in (demo / "m3e").iterdir() if (p / SUCCESS).exists())
     assert sorted(results) == built == sorted(section["sources"])
+    kept_ids: set[str] = set()
+    all_kept: set[str] = set()
     for name, r in results.items():
         kept = _rows(demo / "m3e-hq" / name)
         assert pq.read_schema(next((demo / "m3e-hq" / name).glob("part-*.parquet"))) == UNIFIED_SCHEMA
@@ -76,6 +78,18 @@ def test_demo_outputs_rejects_and_manifest(demo):
         for row in rejected:
             assert row["reason"] in r.dropped
             assert (row["kept_id"] is not None) == row["reason"].endswith("duplicate")
+        kept_ids.update(x["kept_id"] for x in rejected if x["kept_id"] is not None)
+        all_kept.update(x["id"] for x in kept)
+    assert kept_ids <= all_kept  # every kept_id names a row that is in m3e-hq
+    for name, r in results.items():
+        # The manifest's counts per stage per reason add up to the same drops.
+        by_stage = section["sources"][name]["dropped_by_stage"]
+        assert set(by_stage) <= set(hq.REJECT_STAGES)
+        assert {k: v for reasons in by_stage.values() for k, v in reasons.items()} == r.dropped
+        for stage, reasons in by_stage.items():
+            assert sum(reasons.values()) == section["sources"][name]["through"][
+                hq.REJECT_STAGES[hq.REJECT_STAGES.index(stage) - 1] if stage != "eval_split" else "input"
+            ] - section["sources"][name]["through"][stage]
     evals = sum(r.dropped.get("eval_split", 0) for r in results.values())
     assert evals > 0
     # The belle_2m demo row whose answer is English is rejected with the rule's name.
@@ -106,6 +120,51 @@ def test_cross_source_duplicates_keep_the_better_source(tmp_path):
     assert rejected[shared[0]]["kept_id"] == "paws_x/train/0"
     assert rejected[near[0]]["kept_id"] == "paws_x/train/1"
     assert read_manifest(out)["stages"]["hq"]["overlap"] == {"lcqmc": {"paws_x": 2}}
+    # The report's cross-source chart shows it.
+    page = write_report(out).read_text(encoding="utf-8")
+    assert "lcqmc → paws_x: 2" in page and "No duplicate crosses sources" not in page
+
+
+def test_kept_id_names_the_row_that_survives_exact_then_near(tmp_path):
+    """An exact copy points to the row finally kept, even when its exact twin was then dropped as a near
+    duplicate of a row of a better source."""
+    out = tmp_path / "out"
+    near = ("我的花呗额度为什么降低了", "花呗额度被降低是什么原因呢，怎么恢复")
+    base = (near[0], near[1].replace("呢", ""))
+    _write_source(out, "lcqmc", [base, (base[0] + "？", base[1])])  # row 1: an exact copy of row 0
+    _write_source(out, "paws_x", [near], commercial=True)
+    results = hq.run_hq(out, workers=1)
+    assert results["lcqmc"].dropped == {"exact_duplicate": 1, "near_duplicate": 1}
+    rejected = {r["id"]: r for r in _rows(out / "rejects" / "dedup" / "lcqmc")}
+    assert rejected["lcqmc/train/0"]["kept_id"] == "paws_x/train/0"
+    assert rejected["lcqmc/train/1"]["kept_id"] == "paws_x/train/0"
+    assert read_manifest(out)["stages"]["hq"]["overlap"] == {"lcqmc": {"paws_x": 2}}
+
+
+def read_stats_jaccard(out: Path, name: str) -> float:
+    return hq.read_stats(hq.stats_path(out, name), ["qp_jaccard"])["qp_jaccard"][0]
+
+
+def test_catalog_thresholds_per_source(tmp_path):
+    """paws_x and wiki_atomic_edits are near-identical pairs by design: their catalog entries turn the
+    "query too similar to positive" rule off; lcqmc keeps the global default."""
+    out = tmp_path / "out"
+    _write_source(out, "lcqmc", [("明天北京的天气会怎么样呢", "明天北京的天气会怎么样呢吗")])
+    _write_source(out, "paws_x", [("后天上海的天气会怎么样呢", "后天上海的天气会怎么样呢吗")])
+    edit = "他在北京大学读了四年书，毕业以后去了上海的一家互联网公司做软件工程师，后来又回到北京创业，开了一家小公司。"
+    _write_source(out, "wiki_atomic_edits", [(edit, edit.replace("以后去了", "以后又去了"))],  # one word inserted
+                  homogeneous=False, task="none")
+    results = hq.run_hq(out, workers=1)
+    jaccards = [read_stats_jaccard(out, name) for name in ("lcqmc", "paws_x", "wiki_atomic_edits")]
+    assert min(jaccards) >= quality.DEFAULTS["max_query_positive_jaccard"]  # the rule would fire everywhere
+    assert results["lcqmc"].dropped == {"quality:query_too_similar": 1}
+    assert results["paws_x"].dropped == {} and results["wiki_atomic_edits"].dropped == {}
+    # --config `sources:` overrides the catalog.
+    config = tmp_path / "hq.yaml"
+    config.write_text("sources:\n  paws_x:\n    max_query_positive_jaccard: 0.9\n", encoding="utf-8")
+    results = hq.run_hq(out, config, workers=1)
+    assert results["paws_x"].dropped == {"quality:query_too_similar": 1}
+    assert results["wiki_atomic_edits"].dropped == {}
 
 
 def test_thresholds_reapplied_without_recomputing(demo, tmp_path, monkeypatch):
@@ -154,11 +213,14 @@ def test_decontamination_drops_matching_rows(demo, tmp_path):
     train = [r for r in lcqmc if r["split"] == "train"]
     evals = tmp_path / "dev.jsonl"
     evals.write_text(json.dumps({"query": train[0]["query"]}, ensure_ascii=False) + "\n", encoding="utf-8")
-    results = hq.run_hq(demo, decontaminate=[evals], workers=1)
+    unrelated = tmp_path / "other.txt"
+    unrelated.write_text("一句与训练数据毫无关系的评测句子\n", encoding="utf-8")
+    results = hq.run_hq(demo, decontaminate=[evals, unrelated], workers=1)
     assert results["lcqmc"].dropped["decontaminated"] >= 1
     rejected = _rows(demo / "rejects" / "decontaminate" / "lcqmc")
     assert train[0]["id"] in {r["id"] for r in rejected}
     assert read_manifest(demo)["stages"]["hq"]["decontamination"][str(evals)] >= 1
+    assert read_manifest(demo)["stages"]["hq"]["decontamination"][str(unrelated)] == 0  # listed, with 0
 
 
 def test_killed_stage_resumes_to_the_same_output(demo, demo_base, tmp_path, monkeypatch):

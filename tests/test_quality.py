@@ -59,6 +59,51 @@ def test_each_rule_on_crafted_rows(pair, reason):
     assert _reasons([pair]) == [reason]
 
 
+@pytest.mark.parametrize(
+    ("pair", "reason"),
+    [
+        (("台北今天的天氣怎麼樣", "好" + "哈" * 11), "positive_repeated_chars"),  # Traditional query, a wall of 哈
+        (("什麼什麼什麼什麼什麼什麼什麼", "這是一個正常的回答內容。"), "query_repeated_3grams"),  # Traditional
+        (("😀😀😀🎉🎉🎉？！好", "今天很开心，和朋友出去玩了。"), "query_special_chars"),  # emoji are S*
+        (("这句话用日语怎么说", "今日はとても暑いですね、水を飲みましょう。"), "positive_language"),
+        (("写一个Python函数", "".join(f"def f{i}(a):\n    return a * {i}  # 乘以{i}\n" for i in range(600))),
+         "positive_too_long"),  # code, over the 8,192-character cap
+    ],
+)
+def test_more_rules_on_crafted_rows(pair, reason):
+    assert _reasons([pair]) == [reason]
+
+
+def test_boilerplate_catches_the_model_talking_about_itself_not_people():
+    generated = [
+        "作为一个AI语言模型，我无法回答这个问题。", "作为AI语言模型我不能提供医疗建议。", "作为一个人工智能助手，我建议你多休息。",
+        "我是一个AI语言模型，没有个人观点。", "As an AI language model, I cannot browse.", "抱歉，我无法访问互联网上的实时信息。",
+    ]
+    human = [
+        "作为一个AI从业者，我认为这个方向很有前景。", "我是一个AI工程师，平时主要写代码。", "作为人工智能领域的专家，他发表了很多论文。",
+        "这个项目 was an aim of the team，大家都很努力。",
+    ]
+    stats = compute_stats(_rows([("请回答这个问题", text) for text in generated + human]))
+    assert stats.column("boilerplate").to_pylist() == [True] * len(generated) + [False] * len(human)
+
+
+def test_cjk_ratio_rule_lets_mixed_text_through_at_a_sane_threshold():
+    mixed = ("iPhone 15 Pro Max 256GB 价格", "苹果手机官方售价九千九百九十九元")  # 2 Han of 16 letters
+    code = ("用Python写一个快速排序", "def qsort(xs):\n    return sorted(xs)  # 快速排序")
+    english = ("What is the price of the new iPhone 手机", "九千九百九十九元")  # 2 Han of 27 letters
+    pairs = [mixed, code, english]
+    assert _reasons(pairs) == [None, None, None]  # off by default: mixed Chinese/English is allowed
+    assert _reasons(pairs, min_query_cjk_ratio=0.1) == [None, None, "query_low_cjk_ratio"]
+    assert _reasons(pairs, min_query_cjk_ratio=0.5) == ["query_low_cjk_ratio", None, "query_low_cjk_ratio"]
+    assert _reasons([code], min_positive_cjk_ratio=0.5) == ["positive_low_cjk_ratio"]
+
+
+def test_language_of_latin_and_other_scripts_without_han():
+    stats = compute_stats(_rows([("It’s a café — naïve", "Привет, как дела"), ("안녕하세요 여러분", "ＨＥＬＬＯ world")]))
+    assert stats.column("q_lang").to_pylist() == ["en", "other"]
+    assert stats.column("p_lang").to_pylist() == ["other", "en"]
+
+
 def test_negative_equal_to_the_query_or_positive():
     negatives = [["完全不同的负例", "北京今天的天气怎么样？"], ["完全不同的负例"]]
     assert _reasons([GOOD, GOOD], negatives) == ["negative_equals_pair", None]
