@@ -17,7 +17,7 @@ import pyarrow as pa
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from m3e_data.catalog import COMMERCIAL_LICENSES, Source
-from m3e_data.hub_stage import ALL_CONFIG, StagedRepo
+from m3e_data.hub_stage import ALL_CONFIG, StagedRepo, public_mining_record, public_model_name
 from m3e_data.schema import UNIFIED_SCHEMA
 from m3e_data.store import atomic_write_text
 
@@ -188,7 +188,21 @@ def _num(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else "–"
 
 
-def _build_section(staged: StagedRepo, manifest: dict[str, Any]) -> str:
+def _file_names(d: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation-file mapping keyed by local paths, keyed by file name instead (the card is public)."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = str(key).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or str(key)
+        while name in out:  # two eval files of one name in different folders
+            name += "'"
+        out[name] = value
+    return out
+
+
+def _build_section(
+    staged: StagedRepo, manifest: dict[str, Any], emptied_ok: Any = lambda source: True
+) -> str:
+    """`emptied_ok(source)`: whether a source the hq stage emptied belongs in this release's table."""
     stages = manifest.get("stages") if isinstance(manifest.get("stages"), dict) else {}
     normalize = (stages.get("normalize") or {}).get("sources") or {}
     hq = (stages.get("hq") or {}).get("sources") or {}
@@ -211,12 +225,14 @@ def _build_section(staged: StagedRepo, manifest: dict[str, Any]) -> str:
     hq_section = stages.get("hq") or {}
     hq_options = hq_section.get("options")
     if isinstance(hq_options, dict) and hq_options:
+        if isinstance(hq_options.get("decontaminate"), dict):
+            hq_options = {**hq_options, "decontaminate": _file_names(hq_options["decontaminate"])}
         out += ["", "hq options:", "", "```json", json.dumps(hq_options, ensure_ascii=False, indent=2), "```"]
     if hq:
         decontamination = hq_section.get("decontamination")
         if isinstance(decontamination, dict) and decontamination:
             out += ["", "Decontamination (evaluation sets and the training rows removed for matching them):", "",
-                    "```json", json.dumps(decontamination, ensure_ascii=False, indent=2), "```"]
+                    "```json", json.dumps(_file_names(decontamination), ensure_ascii=False, indent=2), "```"]
         else:
             out += ["", "No evaluation set was named for decontamination in this build."]
         overlap = hq_section.get("overlap")
@@ -225,17 +241,29 @@ def _build_section(staged: StagedRepo, manifest: dict[str, Any]) -> str:
                     "```json", json.dumps(overlap, ensure_ascii=False, indent=2), "```"]
     out += [
         "",
-        "| config | rows read | normalize kept | normalize drops | hq in | hq kept | hq drops | published |",
+        "*rows read* counts the source's own rows and *pairs kept* the pairs normalize made of them (a row can "
+        "give several, e.g. one per answer); the drop columns name each reason with its count.",
+        "",
+        "| config | rows read | pairs kept | normalize drops | hq in | hq kept | hq drops | published |",
         "|---|---:|---:|---|---:|---:|---|---:|",
     ]
-    for config, splits in sorted(staged.configs.items()):
+    # A source the hq stage left without rows has no config, but its drops are part of how this was built.
+    emptied = {
+        s for s, r in hq.items()
+        if isinstance(r, dict) and r.get("rows_out") == 0 and s not in staged.configs and emptied_ok(s)
+    }
+    for config in sorted(set(staged.configs) | emptied):
         n = normalize.get(config) or {}
         h = hq.get(config) or {}
+        published = sum(f.rows for f in staged.configs.get(config, {}).values())
         out.append(
             f"| `{config}` | {_num(n.get('rows_read'))} | {_num(n.get('rows_written'))} | {_drops(n.get('dropped'))} "
             f"| {_num(h.get('rows_in'))} | {_num(h.get('rows_out'))} | {_drops(h.get('dropped'))} "
-            f"| {sum(f.rows for f in splits.values()):,} |"
+            f"| {published:,} |"
         )
+    if emptied:
+        out += ["", f"The hq stage left no rows of {', '.join(f'`{c}`' for c in sorted(emptied))}: "
+                "they have no config here."]
     return "\n".join(out)
 
 
@@ -252,6 +280,11 @@ def _mining_section(staged: StagedRepo, manifest: dict[str, Any]) -> str:
         described = {k: v for k, v in mine.items() if k not in ("sources", "finished")}
         if isinstance(described.get("options"), dict):
             described["options"] = {k: v for k, v in described["options"].items() if k not in ("in", "out", "cache_dir", "device")}
+        if "model" in described:
+            described["model"] = public_model_name(str(described["model"]), described.get("revision"))
+        if isinstance(described.get("options"), dict) and "model" in described["options"]:
+            described["options"]["model"] = public_model_name(
+                str(described["options"]["model"]), described.get("revision"))
         for key, label in (("model", "model"), ("revision", "revision"), ("score", "score"),
                            ("score_meaning", "score meaning")):
             if key in described:
@@ -264,7 +297,8 @@ def _mining_section(staged: StagedRepo, manifest: dict[str, Any]) -> str:
         out += ["", "Per-source mining record (from the Parquet metadata of the mined files):", ""]
         for config, text in sorted(staged.mining.items()):
             try:
-                record = json.dumps(json.loads(text), ensure_ascii=False, sort_keys=True)
+                record = json.dumps(json.loads(public_mining_record(text.encode("utf-8"))), ensure_ascii=False,
+                                    sort_keys=True)
             except json.JSONDecodeError:
                 record = text
             out.append(f"- `{config}`: `{_cell(record)}`")
@@ -283,10 +317,13 @@ def _caveats(staged: StagedRepo, catalog: dict[str, Source], commercial_only: bo
             out.append(f"- **Not for commercial use**: {', '.join(f'`{c}`' for c in closed)}. Their licences are "
                        "research-only, non-commercial or unstated; filter on the `commercial` column, or use "
                        "the commercial-only release.")
-    for config in sorted(present):
-        src = catalog.get(config)
-        if src is not None:
-            out.append(f"- `{config}` licence ({src.license.spdx}): {_cell(src.license.reason)}")
+    notes = [f"  - `{c}` ({catalog[c].license.spdx}): {_cell(catalog[c].license.reason)}"
+             for c in sorted(present) if c in catalog]
+    if notes:
+        out.append("- **Licences, source by source** (\"the card\" in these notes is M3E's model card, whose "
+                   "table says whether each source may be used commercially; where it and the licence disagree, "
+                   "the stricter one is taken):")
+        out += notes
     generated = sorted(present.intersection(GENERATED_BY_LLM))
     if generated:
         out.append(f"- **LLM-generated text**: {', '.join(f'`{c}`' for c in generated)} hold answers written by "
@@ -306,7 +343,10 @@ def _caveats(staged: StagedRepo, catalog: dict[str, Source], commercial_only: bo
 
 def _citations(staged: StagedRepo, catalog: dict[str, Source]) -> str:
     blocks = [M3E_CITATION]
-    blocks += [catalog[c].citation.strip() for c in sorted(staged.configs) if c in catalog]
+    for config in sorted(staged.configs):
+        citation = catalog[config].citation.strip() if config in catalog else ""
+        if citation and citation not in blocks:  # sources of one corpus share an entry: cite it once
+            blocks.append(citation)
     return "```bibtex\n" + "\n\n".join(blocks) + "\n```"
 
 
@@ -321,6 +361,8 @@ def card_body(
     commercial_only: bool,
 ) -> str:
     example = next(iter(sorted(staged.configs)), ALL_CONFIG)
+    all_split = next(iter(staged.splits), "train")
+    first_split = next(iter(sorted(staged.configs.get(example, {}), key=lambda s: (s != "train", s))), "train")
     columns = "\n".join(
         f"| `{f.name}` | {_type_name(f.type)} | {COLUMN_MEANINGS.get(f.name, '')} |" for f in UNIFIED_SCHEMA
     )
@@ -338,13 +380,18 @@ def card_body(
         what,
         "## Use it\n\n```python\nfrom datasets import load_dataset\n\n"
         f'everything = load_dataset("{repo_id}")  # the `all` config\n'
-        f'one_source = load_dataset("{repo_id}", "{example}", split="train")\n'
-        f'commercial = everything["train"].filter(lambda row: row["commercial"])\n```\n\n'
+        f'one_source = load_dataset("{repo_id}", "{example}", split="{first_split}")\n'
+        + ("" if commercial_only else
+           f'commercial = everything["{all_split}"].filter(lambda row: row["commercial"])\n')
+        + "```\n\n"
         "Each source is one config, so a trainer can draw each batch from one source (as M3E did). "
         "`m3e-data export` writes the layouts uniem, sentence-transformers and FlagEmbedding read.",
         "## Sources\n\n" + _source_table(staged, catalog),
         "## Columns\n\n| column | type | meaning |\n|---|---|---|\n" + columns,
-        "## How it was built\n\n" + _build_section(staged, manifest),
+        "## How it was built\n\n" + _build_section(
+            staged, manifest,
+            lambda source: not commercial_only or (source in catalog and catalog[source].commercial),
+        ),
     ]
     if mined:
         sections.append("## Hard negatives and scores\n\n" + _mining_section(staged, manifest))

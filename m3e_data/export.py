@@ -194,13 +194,27 @@ def _profile(parts: list[Path]) -> tuple[dict[str, int], bool]:
     return fewest, scored and rows > 0
 
 
+def is_export(folder: Path) -> bool:
+    """Whether `folder` holds nothing but what an export writes (Parquet and JSONL files), so a new export
+    may replace it. Anything else (a build output, someone's documents) must never be."""
+    return all(p.is_dir() or p.suffix in (".parquet", ".jsonl") for p in folder.rglob("*"))
+
+
 def export(data_dir: Path, fmt: str, out: Path, *, max_negatives: int | None = None) -> ExportResult:
-    """Write every source of `data_dir` in `fmt` into `out` (replaced atomically when done)."""
+    """Write every source of `data_dir` in `fmt` into `out` (replaced atomically when done).
+
+    `out` must be new, empty or an earlier export: anything else would be deleted, so it is refused.
+    """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if max_negatives is not None and max_negatives < 0:
         raise ExportError(f"max_negatives must be >= 0, got {max_negatives}")
     sources = input_sources(data_dir)
+    if out.exists() and not (out.is_dir() and is_export(out)):
+        raise ExportError(
+            f"{out}: exists and holds files an export does not write; it would be replaced, so choose an empty "
+            "or new folder (or remove it yourself)"
+        )
     result = ExportResult(out)
     with staged_folder(out) as tmp:
         sinks = _Sinks(tmp)

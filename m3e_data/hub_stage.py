@@ -12,6 +12,7 @@ the unified schema: all configs then share one set of features, which the `all` 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ MINING_KEY = b"m3e_data.mining"  # schema metadata of mined parts: JSON with mod
 # The split names `datasets` accepts (datasets.naming._split_re).
 _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+# What huggingface_hub's resumable large-folder upload keeps inside the folder it uploads (never uploaded).
+HUB_UPLOAD_CACHE = ".cache/huggingface"
 
 
 class StageError(ValueError):
@@ -67,6 +70,63 @@ class StagedRepo:
 
     def split_rows(self, split: str) -> int:
         return sum(splits[split].rows for splits in self.configs.values() if split in splits)
+
+
+def is_local_model(model: object, revision: object) -> bool:
+    """Whether a mining record names a local model folder (the mine stage records its revision as
+    "local" / "local:<fingerprint>") rather than a Hub id."""
+    return isinstance(model, str) and str(revision or "").startswith("local")
+
+
+def public_model_name(model: str, revision: object) -> str:
+    """A model as a reader of the release may see it: a Hub id as is, a local folder by its name only."""
+    if not is_local_model(model, revision):
+        return model
+    name = model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or "model"
+    return f"{name} (a local model folder)"
+
+
+def public_mining_record(raw: bytes) -> bytes:
+    """The mining record a staged shard carries, with a local model folder's path reduced to its name:
+    the shards are published, the machine they were mined on is nobody's business."""
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw
+    if not isinstance(record, dict) or not is_local_model(record.get("model"), record.get("revision")):
+        return raw
+    record["model"] = public_model_name(record["model"], record.get("revision"))
+    return json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+
+def is_staging(folder: Path) -> bool:
+    """Whether `folder` holds nothing but what a staging writes (card, shards, the Hub's upload cache), so
+    restaging may replace it. Anything else (a build output, someone's documents) must never be."""
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if rel.as_posix() == HUB_UPLOAD_CACHE or rel.as_posix().startswith(HUB_UPLOAD_CACHE + "/"):
+            continue
+        if path.is_dir():
+            if len(rel.parts) > 1:
+                return False
+            continue
+        if len(rel.parts) == 1 and rel.name in ("README.md", ".gitattributes"):
+            continue
+        if len(rel.parts) == 2 and _SHARD_RE.match(rel.name):
+            continue
+        return False
+    return True
+
+
+def check_replaceable(dest: Path) -> None:
+    """Refuse to stage over a folder that is not an earlier staging (it would be deleted)."""
+    if dest.exists() and not dest.is_dir():
+        raise StageError(f"{dest}: exists and is not a folder")
+    if dest.is_dir() and not is_staging(dest):
+        raise StageError(
+            f"{dest}: exists and holds files a staging does not write; it would be replaced, so choose an empty "
+            "or new folder (or remove it yourself)"
+        )
 
 
 def input_sources(data_dir: Path) -> list[Path]:
@@ -152,6 +212,7 @@ def _stage_source(src: Path, dest: Path, commercial_only: bool, shard_bytes: int
     mining = None
     for part in parts:
         mining = mining or (pq.read_schema(part).metadata or {}).get(MINING_KEY)
+    mining = public_mining_record(mining) if mining else None
     schema = UNIFIED_SCHEMA.with_metadata({MINING_KEY: mining}) if mining else UNIFIED_SCHEMA
     writers: dict[str, _ShardWriter] = {}
     try:
@@ -179,6 +240,7 @@ def stage(
     if shard_bytes <= 0:
         raise StageError(f"shard size must be positive, got {shard_bytes} bytes")
     sources = input_sources(data_dir)
+    check_replaceable(dest)
     with staged_folder(dest) as tmp:
         for src in sources:
             _stage_source(src, tmp / src.name, commercial_only, shard_bytes)

@@ -1,9 +1,11 @@
 """Publish m3e-hq / m3e-hq-with-score to the Hugging Face Hub: stage, write the card, check, upload.
 
-The upload is `HfApi.upload_folder`. In huggingface_hub 2.x there is no `upload_large_folder` any more:
-with hf_xet installed (a dependency of huggingface_hub) `upload_folder` streams the files, commits large
-folders in several batches and resumes an interrupted upload when re-run with the same folder (committed
-files are skipped, uploaded chunks deduplicated). So a push stages into a folder that outlives the run
+The upload is the resumable large-folder upload of the installed huggingface_hub: `upload_large_folder`
+where it exists (huggingface_hub < 2; it keeps its progress in the folder's .cache/huggingface/), else
+`upload_folder`, which in huggingface_hub 2.x replaced it: with hf_xet installed (a dependency of
+huggingface_hub) it streams the files, commits large folders in several batches and resumes an
+interrupted upload when re-run with the same folder (committed files are skipped, uploaded chunks
+deduplicated). So a push stages into a folder that outlives the run
 (OUT/hub/<owner>--<name>/) and reuses it while its inputs are unchanged: re-running a push after a broken
 connection re-sends only what is missing.
 
@@ -26,7 +28,15 @@ from huggingface_hub import DatasetCard, HfApi, get_token
 from m3e_data import __version__
 from m3e_data.card import build_card, card_licenses_commercial, write_card
 from m3e_data.catalog import COMMERCIAL_LICENSES, Source, load_catalog
-from m3e_data.hub_stage import SHARD_BYTES, StagedRepo, input_sources, scan_staged, stage, staged_parquet
+from m3e_data.hub_stage import (
+    HUB_UPLOAD_CACHE,
+    SHARD_BYTES,
+    StagedRepo,
+    input_sources,
+    scan_staged,
+    stage,
+    staged_parquet,
+)
 from m3e_data.manifest import read_manifest
 from m3e_data.store import SUCCESS, atomic_write_json
 
@@ -81,6 +91,8 @@ def commercial_problems(folder: Path, catalog: dict[str, Source] | None = None) 
     problems: list[str] = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
+        if rel.startswith(HUB_UPLOAD_CACHE + "/"):
+            continue  # huggingface_hub's own upload progress, which it never uploads
         if path.suffix != ".parquet" and rel not in _UPLOADABLE:
             problems.append(f"{rel}: unexpected file in the release (only Parquet shards and README.md)")
     spdx_seen: set[str] = set()
@@ -162,18 +174,28 @@ def upload(folder: Path, repo_id: str, *, private: bool = False, api: HfApi | No
     """Create the dataset repo if needed and upload `folder`; returns the repo's URL.
 
     Re-running after a broken connection resumes (see the module note). `private` applies when the repo
-    is created; an existing repo keeps its visibility.
+    is created; an existing public repo is not made private, so a private push to one is refused before
+    anything is sent.
     """
     if get_token() is None:
         raise PublishError("not logged in to the Hugging Face Hub: set HF_TOKEN or run `hf auth login`")
     api = api or HfApi()
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        repo_type="dataset",
-        folder_path=folder,
-        commit_message=f"Upload {repo_id} with m3e-data {__version__}",
-    )
+    if private and not getattr(api.repo_info(repo_id, repo_type="dataset"), "private", False):
+        raise PublishError(
+            f"{repo_id} already exists and is public; --private does not change an existing repository, so "
+            "nothing was uploaded: make it private on the Hub first, or push without --private"
+        )
+    large = getattr(api, "upload_large_folder", None)
+    if large is not None:  # huggingface_hub < 2
+        large(repo_id=repo_id, folder_path=folder, repo_type="dataset", private=private)
+    else:
+        api.upload_folder(
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=folder,
+            commit_message=f"Upload {repo_id} with m3e-data {__version__}",
+        )
     return str(url)
 
 

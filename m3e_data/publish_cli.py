@@ -26,7 +26,8 @@ def _out_console() -> Console:
               help="Publish only rows whose licence permits commercial use; refuse if anything says otherwise.")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
 @click.option("--dry-run", "dry_run", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Stage the repository (Parquet + README.md) into this folder and stop: nothing is uploaded.")
+              help="Stage the repository (Parquet + README.md) into this folder and stop: nothing is uploaded. "
+                   "The folder must be new, empty or an earlier staging (it is replaced).")
 @click.option("--stage-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where a real push stages (default OUT/hub/OWNER--NAME); rerun to resume a broken upload.")
 @click.option("--shard-size-mb", type=click.IntRange(min=1), default=500, show_default=True,
@@ -69,7 +70,7 @@ def push_command(
 @click.argument("data_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="The tool to export for.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Output folder (replaced when the export finishes).")
+              help="Output folder: new, empty or an earlier export (replaced when the export finishes).")
 @click.option("--max-negatives", type=click.IntRange(min=0), default=None,
               help="sentence-transformers: at most this many negative_i columns.")
 def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | None) -> None:

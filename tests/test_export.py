@@ -207,3 +207,60 @@ def test_export_command_writes_the_format_and_rejects_an_unknown_one(data, tmp_p
     assert sorted(p.relative_to(tmp_path / "u").as_posix() for p in (tmp_path / "u").rglob("*.parquet"))
     bad = CliRunner().invoke(main, ["export", str(hq), "--format", "fairseq", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(data, tmp_path: Path):
+    hq, _ = data
+    for dest in (tmp_path / "documents", hq.parent, hq):  # someone's folder, OUT, the input itself
+        if dest.name == "documents":
+            dest.mkdir()
+            (dest / "notes.txt").write_text("keep me", encoding="utf-8")
+        before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
+        with pytest.raises(ExportError, match="choose an empty or new folder"):
+            export(hq, "uniem", dest)
+        assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
+    again = tmp_path / "again"
+    export(hq, "flagembedding", again)
+    export(hq, "uniem", again)  # an earlier export is replaced whole
+    assert not list(again.rglob("*.jsonl")) and list(again.rglob("*.parquet"))
+
+
+def _flagembedding_dataset_class():
+    """FlagEmbedding's own training dataset, imported without FlagEmbedding/__init__ (which pulls in its
+    inference stack); skipped where FlagEmbedding is not installed."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("FlagEmbedding")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("FlagEmbedding is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    saved = {k: v for k, v in sys.modules.items() if k == "FlagEmbedding" or k.startswith("FlagEmbedding.")}
+    try:
+        for name in ("FlagEmbedding", "FlagEmbedding.abc", "FlagEmbedding.abc.finetune",
+                     "FlagEmbedding.abc.finetune.embedder"):
+            module = types.ModuleType(name)
+            module.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
+            sys.modules[name] = module
+        from FlagEmbedding.abc.finetune.embedder.AbsArguments import AbsEmbedderDataArguments
+        from FlagEmbedding.abc.finetune.embedder.AbsDataset import AbsEmbedderTrainDataset
+    finally:
+        for k in [k for k in sys.modules if k == "FlagEmbedding" or k.startswith("FlagEmbedding.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+    return AbsEmbedderDataArguments, AbsEmbedderTrainDataset
+
+
+@pytest.mark.parametrize("scored", [False, True], ids=["m3e-hq", "m3e-hq-with-score"])
+def test_flagembedding_reads_the_export_folder_itself(data, tmp_path: Path, scored: bool):
+    arguments, dataset = _flagembedding_dataset_class()
+    out = tmp_path / "fe"
+    result = export(data[scored], "flagembedding", out)
+    args = arguments(train_data=[str(out)], train_group_size=4, cache_path=str(tmp_path / ".c"),
+                     knowledge_distillation=scored)
+    ds = dataset(args, tokenizer=None)
+    assert len(ds) == sum(n for rel, n in result.files.items() if "/" not in rel)  # no_negatives/ is not read
+    query, passages, teacher = ds[0]
+    assert isinstance(query, str) and len(passages) == 4
+    assert (teacher is not None and len(teacher) == 4) == scored

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -101,14 +102,21 @@ class FakeHub:
     def __init__(self, monkeypatch) -> None:
         self.created: list[dict] = []
         self.uploads: list[dict] = []
+        self.repos: dict[str, bool] = {}  # repo_id -> private, as the Hub would hold them
         hub = self
         # Calls must fit the real methods' signatures, so a renamed argument fails here, not on the Hub.
         real_create, real_upload = inspect.signature(HfApi.create_repo), inspect.signature(HfApi.upload_folder)
+        real_info = inspect.signature(HfApi.repo_info)
 
         def create_repo(self, repo_id, **kwargs):
             real_create.bind(self, repo_id, **kwargs)
             hub.created.append({"repo_id": repo_id, **kwargs})
+            hub.repos.setdefault(repo_id, bool(kwargs.get("private")))
             return f"https://huggingface.co/datasets/{repo_id}"
+
+        def repo_info(self, repo_id, **kwargs):
+            real_info.bind(self, repo_id, **kwargs)
+            return SimpleNamespace(id=repo_id, private=hub.repos[repo_id])
 
         def upload_folder(self, **kwargs):
             real_upload.bind(self, **kwargs)
@@ -118,6 +126,7 @@ class FakeHub:
             return "commit"
 
         monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "repo_info", repo_info)
         monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
 
 
@@ -382,3 +391,137 @@ def test_dry_run_needs_no_token_and_never_calls_the_hub(hq: Path, tmp_path: Path
     assert "nothing uploaded" in result.output
     assert fake_hub.created == [] and fake_hub.uploads == []
     assert scan_staged(tmp_path / "d").rows == sum(input_counts(hq).values())
+
+
+# ---- a build that ran the hq stage; what a reader of the card must (not) see -------------------------
+
+
+@pytest.fixture(scope="session")
+def hq_built(tmp_path_factory) -> Path:
+    """A demo build whose m3e-hq is the hq stage's own output, decontaminated against a local eval file."""
+    from m3e_data.hq import run_hq
+
+    out = tmp_path_factory.mktemp("hq-built") / "out"
+    build(select_sources("all"), BuildOptions(out=out, sources="demo"))
+    evals = out.parent / "private-evals" / "my-eval-set.txt"
+    evals.parent.mkdir()
+    queries = pa.concat_tables([pq.read_table(p) for p in parquet_files(out / "m3e" / "lcqmc")])["query"]
+    evals.write_text("\n".join(queries.to_pylist()[:2]) + "\n", encoding="utf-8")
+    run_hq(out, decontaminate=[evals], workers=1)
+    return out / "m3e-hq"
+
+
+def test_card_of_an_hq_build_reports_its_drops_and_shows_no_local_path(hq_built: Path, tmp_path: Path):
+    import datasets
+
+    stage_dir = tmp_path / "staged"
+    prepared, _ = push(hq_built, REPO, dry_run=stage_dir)
+    text = prepared.card.read_text(encoding="utf-8")
+    assert str(hq_built.parent.parent) not in text and str(tmp_path) not in text  # no local path anywhere
+    assert "my-eval-set.txt" in text  # the eval set is named by its file name
+    body = DatasetCard.load(prepared.card).text
+    assert "does not record the hq stage" not in body
+    hq_record = json.loads((hq_built.parent / "build-manifest.json").read_text(encoding="utf-8"))["stages"]["hq"]
+    assert sum(hq_record["decontamination"].values()) > 0  # the eval file did remove rows
+    built = body.split("## How it was built", 1)[1].split("\n## ", 1)[0]
+    for source, record in hq_record["sources"].items():
+        row = next(line for line in built.splitlines() if line.startswith(f"| `{source}` | "))
+        assert f"| {record['rows_in']:,} | {record['rows_out']:,} |" in row, row
+        published = sum(f.rows for f in prepared.staged.configs.get(source, {}).values())
+        assert row.endswith(f"| {published:,} |")
+    # Each BibTeX entry once (news2016zh, webtext2019zh and baike2018qa share nlp_chinese_corpus's).
+    keys = re.findall(r"^@\w+\{([^,]+),", body, flags=re.M)
+    assert len(keys) == len(set(keys)), Counter(keys).most_common(3)
+    # The staged hq output loads per config with the hq stage's counts.
+    expected = input_counts(hq_built)
+    assert "lcqmc" not in prepared.staged.configs  # both its rows matched the eval set: no empty config
+    assert "The hq stage left no rows of `lcqmc`" in body  # ... but the card says where it went
+    for config in ["all", sorted(prepared.staged.configs)[0]]:
+        ds = datasets.load_dataset(str(stage_dir), config, cache_dir=str(tmp_path / "c"))
+        assert sum(d.num_rows for d in ds.values()) == sum(
+            n for (s, _), n in expected.items() if config in ("all", s))
+
+
+def test_mined_with_a_local_model_folder_publishes_its_name_not_its_path(hq: Path, tmp_path: Path):
+    scored = make_scored(hq)
+    local = "/home/someone/models/m3e-base"
+    for part in scored.glob("*/part-*.parquet"):
+        table = pq.read_table(part)
+        record = json.loads(table.schema.metadata[MINING_KEY])
+        record.update(model=local, revision="local:0123456789abcdef")
+        pq.write_table(table.replace_schema_metadata({MINING_KEY: json.dumps(record).encode()}), part)
+    write_stage(hq.parent, "mine", {"model": local, "revision": "local:0123456789abcdef", "score": "cosine",
+                                    "options": {"model": local, "in": str(hq), "out": str(scored)}})
+    prepared, _ = push(scored, "someone/m3e-hq-with-score", dry_run=tmp_path / "staged")
+    text = prepared.card.read_text(encoding="utf-8")
+    assert local not in text and str(hq) not in text
+    assert "**model**: m3e-base (a local model folder)" in text
+    for shard in (tmp_path / "staged").rglob("*.parquet"):
+        assert local not in pq.read_schema(shard).metadata[MINING_KEY].decode()
+
+
+# ---- folders that are not ours are never replaced ----------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["user-folder", "build-output"])
+def test_staging_never_replaces_a_folder_it_did_not_write(hq: Path, tmp_path: Path, where: str):
+    if where == "user-folder":
+        dest = tmp_path / "documents"
+        dest.mkdir()
+        (dest / "thesis.docx").write_text("years of work", encoding="utf-8")
+    else:
+        dest = hq.parent  # OUT itself: --dry-run OUT by mistake
+    before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
+    with pytest.raises(StageError, match="choose an empty or new folder"):
+        push(hq, REPO, dry_run=dest)
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
+    result = CliRunner().invoke(main, ["push", str(hq), "--repo-id", REPO, "--dry-run", str(dest)])
+    assert result.exit_code != 0 and "choose an empty or new folder" in result.output
+
+
+def test_an_earlier_staging_is_replaced_and_an_empty_folder_used(hq: Path, tmp_path: Path):
+    dest = tmp_path / "empty"
+    dest.mkdir()
+    push(hq, REPO, dry_run=dest)
+    (tmp_path / f"empty{publish.STAGE_KEY}").unlink()  # forget the key: the next run restages over it
+    again, _ = push(hq, REPO, dry_run=dest, commercial_only=True)
+    assert not again.reused and commercial_problems(dest) == []
+
+
+# ---- the upload, continued ---------------------------------------------------------------------------
+
+
+def test_a_private_push_to_an_existing_public_repo_is_refused(hq: Path, tmp_path: Path, fake_hub: FakeHub):
+    fake_hub.repos[REPO] = False  # it exists, public
+    with pytest.raises(PublishError, match="already exists and is public"):
+        push(hq, REPO, private=True, stage_dir=tmp_path / "stage")
+    assert fake_hub.uploads == []
+    fake_hub.repos[REPO] = True  # made private on the Hub: now it goes
+    push(hq, REPO, private=True, stage_dir=tmp_path / "stage")
+    assert len(fake_hub.uploads) == 1
+
+
+def test_upload_large_folder_is_used_where_huggingface_hub_has_it(
+    hq: Path, tmp_path: Path, fake_hub: FakeHub, monkeypatch
+):
+    """huggingface_hub < 2 has the resumable `upload_large_folder` (2.x folded it into upload_folder)."""
+    calls = []
+
+    def upload_large_folder(self, repo_id, folder_path, *, repo_type, revision=None, private=None,
+                            allow_patterns=None, ignore_patterns=None, num_workers=None, print_report=True,
+                            print_report_every=60):
+        folder = Path(folder_path)
+        # It keeps its progress inside the folder; a rerun must not take that for a stray file.
+        (folder / ".cache" / "huggingface" / "upload").mkdir(parents=True, exist_ok=True)
+        (folder / ".cache" / "huggingface" / "upload" / "README.md.metadata").write_text("x", encoding="utf-8")
+        calls.append({"repo_id": repo_id, "folder_path": folder, "repo_type": repo_type, "private": private})
+
+    monkeypatch.setattr(HfApi, "upload_large_folder", upload_large_folder, raising=False)
+    stage_dir = tmp_path / "stage"
+    push(hq, REPO, stage_dir=stage_dir, commercial_only=True, private=True)
+    push(hq, REPO, stage_dir=stage_dir, commercial_only=True, private=True)  # a rerun resumes, not refused
+    assert calls == [{"repo_id": REPO, "folder_path": stage_dir, "repo_type": "dataset", "private": True}] * 2
+    assert fake_hub.uploads == []
+    shutil.rmtree(hq / "cmrc2018")  # new inputs: the staging (with the upload cache) is replaced
+    push(hq, REPO, stage_dir=stage_dir, commercial_only=True, private=True)
+    assert len(calls) == 3
