@@ -37,7 +37,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m3e_data.dedup import edge_jaccard, pair_sets
+from m3e_data.dedup import pair_similarity
 from m3e_data.minhash import MinHashParams, signatures
 from m3e_data.schema import UNIFIED_SCHEMA
 from m3e_data.store import SUCCESS, atomic_write_json
@@ -46,6 +46,7 @@ SOURCES = ("bench_a", "bench_b", "bench_c", "bench_d")
 HAN = np.arange(0x4E00, 0x4E00 + 3500, dtype=np.uint32)
 LEVELS = np.array([0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5])
 THRESHOLD = 0.8
+SIDE_THRESHOLD = 0.5  # hq.HqConfig.side_jaccard
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,13 +131,15 @@ def generate(n: int, out: Path, seed: int = 0) -> pl.DataFrame:
         }).cast(UNIFIED_SCHEMA)
         pq.write_table(table, folder / "part-00000.parquet", row_group_size=100_000)
         atomic_write_json(folder / SUCCESS, {"key": {"bench": n, "seed": seed, "source": name}, "parts": ["part-00000.parquet"]})
-    # True Jaccard of every planted (copy, original) pair.
+    # True similarity of every planted (copy, original) pair, as dedup defines a near duplicate: exact
+    # Jaccard of the united pair 3-gram sets >= THRESHOLD and of the less alike side >= SIDE_THRESHOLD.
     planted = truth.filter(pl.col("original") >= 0)
     a = planted["row"].to_numpy()
     b = planted["original"].to_numpy()
     rows = np.unique(np.concatenate([a, b]))
-    keys, ptr = pair_sets([queries[i] for i in rows], [positives[i] for i in rows])
-    j = edge_jaccard(keys, ptr, np.searchsorted(rows, a), np.searchsorted(rows, b))
+    j, side = pair_similarity([queries[i] for i in rows], [positives[i] for i in rows],
+                              np.searchsorted(rows, a), np.searchsorted(rows, b))
+    j = np.where(side >= SIDE_THRESHOLD, j, 0.0)  # "jaccard" below: the pair's, where the sides qualify
     truth = truth.join(planted.select("row", pl.Series("jaccard", j)), on="row", how="left")
     truth.write_parquet(out / "truth.parquet")
     return truth
@@ -174,9 +177,9 @@ def quality_figures(out: Path, truth: pl.DataFrame) -> dict[str, float]:
     rows = np.unique(np.concatenate([pairs["row"].to_numpy(), pairs["kept_row"].to_numpy()])) if pairs.height else np.zeros(0, np.int64)
     strict = 1.0
     if len(rows):
-        keys, ptr = pair_sets([queries[i] for i in rows], [positives[i] for i in rows])
-        j = edge_jaccard(keys, ptr, np.searchsorted(rows, pairs["row"].to_numpy()), np.searchsorted(rows, pairs["kept_row"].to_numpy()))
-        strict = float((j >= THRESHOLD).mean())
+        j, side = pair_similarity([queries[i] for i in rows], [positives[i] for i in rows],
+                                  np.searchsorted(rows, pairs["row"].to_numpy()), np.searchsorted(rows, pairs["kept_row"].to_numpy()))
+        strict = float(((j >= THRESHOLD) & (side >= SIDE_THRESHOLD)).mean())
     return {"planted_pairs_j>=0.8": planted.height, "recall": recall, "reported": pairs.height,
             "precision_same_group": precision, "precision_direct_j>=0.8": strict}
 

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from m3e_data.hub_stage import input_sources, select_rows, split_groups
-from m3e_data.store import parquet_files, staged_folder
+from m3e_data.store import iter_batches, parquet_files, staged_folder
 
 FORMATS = ("uniem", "sentence-transformers", "flagembedding")
 READ_BATCH_ROWS = 50_000
@@ -183,7 +183,7 @@ def _profile(parts: list[Path]) -> tuple[dict[str, int], bool]:
     batches = (
         pa.Table.from_batches([b])
         for part in parts
-        for b in pq.ParquetFile(part).iter_batches(READ_BATCH_ROWS, columns=["split", "negatives", "positive_score"])
+        for b in iter_batches(part, READ_BATCH_ROWS, ["split", "negatives", "positive_score"])
     )
     for table in batches:  # batch by batch: the negatives column of a whole part can take gigabytes
         rows += table.num_rows
@@ -223,7 +223,7 @@ def export(data_dir: Path, fmt: str, out: Path, *, max_negatives: int | None = N
                 parts = parquet_files(src)
                 fewest, scored = _profile(parts)
                 for part in parts:
-                    for batch in pq.ParquetFile(part).iter_batches(batch_size=READ_BATCH_ROWS):
+                    for batch in iter_batches(part, READ_BATCH_ROWS):
                         for split, rows in split_groups(select_rows(batch, commercial_only=False)):
                             if fmt == "uniem":
                                 tables = to_uniem(rows, scored)

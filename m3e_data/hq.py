@@ -48,6 +48,7 @@ from m3e_data.store import (
     PartWriter,
     atomic_write_json,
     clean_stale,
+    iter_batches,
     parquet_files,
     read_success,
     staged_folder,
@@ -81,7 +82,8 @@ class HqConfig:
 
     defaults: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    jaccard: float = 0.8  # near-dedup and decontamination threshold
+    jaccard: float = 0.8  # near-dedup (of the united pair sets) and decontamination threshold
+    side_jaccard: float = 0.5  # near-dedup: the least Jaccard of each side, query with query, positive with positive
     stats: StatsParams = field(default_factory=StatsParams)
 
     @classmethod
@@ -107,7 +109,7 @@ class HqConfig:
             if not isinstance(values, dict):
                 raise HqConfigError(f"{path}: sources.{name} must be a mapping")
             quality.resolve(values, where=f"{path}: sources.{name}")
-        bad = set(dedup) - {"jaccard", "bands", "rows", "num_perm", "seed"}
+        bad = set(dedup) - {"jaccard", "side_jaccard", "bands", "rows", "num_perm", "seed"}
         if bad:
             raise HqConfigError(f"{path}: unknown dedup setting(s) {', '.join(sorted(bad))}")
         stats = StatsParams(
@@ -117,7 +119,10 @@ class HqConfig:
         )
         if stats.bands * stats.rows > stats.minhash.num_perm:
             raise HqConfigError(f"{path}: dedup.bands x dedup.rows exceeds dedup.num_perm")
-        return cls(defaults, sources, float(dedup.get("jaccard", 0.8)), stats)
+        unknown_sources = set(sources) - set(load_catalog())
+        if unknown_sources:
+            raise HqConfigError(f"{path}: sources: no catalog entry named {', '.join(sorted(unknown_sources))}")
+        return cls(defaults, sources, float(dedup.get("jaccard", 0.8)), float(dedup.get("side_jaccard", 0.5)), stats)
 
     def thresholds(self, name: str, task: str, catalog_hq: dict[str, Any]) -> dict[str, Any]:
         return quality.resolve(
@@ -134,6 +139,7 @@ class SourceInput:
     task: str
     quality: str
     catalog_hq: dict[str, Any]
+    homogeneous: bool = False
 
 
 @dataclass
@@ -181,10 +187,11 @@ def find_sources(out: Path) -> list[SourceInput]:
             continue
         entry: Source | None = catalog.get(folder.name)
         task = entry.task if entry else _first_value(folder, "task")
+        homogeneous = entry.homogeneous if entry else bool(_first_value(folder, "homogeneous"))
         found.append(
             SourceInput(
                 folder.name, folder, success, task or "none", entry.quality if entry else "good",
-                dict(entry.hq) if entry else {},
+                dict(entry.hq) if entry else {}, homogeneous,
             )
         )
     return found
@@ -204,7 +211,7 @@ def _digest(data: Any) -> str:
 
 def _batches(folder: Path, columns: list[str] | None = None, rows: int | None = None) -> Iterator[pa.Table]:
     for path in parquet_files(folder):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows or STATS_BATCH, columns=columns):
+        for batch in iter_batches(path, rows or STATS_BATCH, columns):
             yield pa.Table.from_batches([batch])
 
 
@@ -437,7 +444,8 @@ def decide(
                 if on_progress:
                     on_progress("near dedup", name, len(live))
 
-        keep_g, _ = near_duplicates(n_alive, bands(), texts, rank, config.jaccard)
+        s2s = np.array([src.homogeneous for src in sources], dtype=bool)[src_of]
+        keep_g, _ = near_duplicates(n_alive, bands(), texts, rank, config.jaccard, s2s, config.side_jaccard)
         mask = np.zeros(n_alive, dtype=bool)
         mask[live] = keep_g[live] != live
         mark(mask, "dedup", "near_duplicate", keep_g)

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from m3e_data.schema import UNIFIED_SCHEMA, conform
-from m3e_data.store import SUCCESS, parquet_files, read_success, staged_folder
+from m3e_data.store import SUCCESS, iter_batches, parquet_files, read_success, staged_folder
 
 SHARD_BYTES = 500 * 1024 * 1024
 # Small row groups keep the Hub's dataset viewer and random access cheap on long passages.
@@ -217,7 +217,7 @@ def _stage_source(src: Path, dest: Path, commercial_only: bool, shard_bytes: int
     writers: dict[str, _ShardWriter] = {}
     try:
         for part in parts:
-            for batch in pq.ParquetFile(part).iter_batches(batch_size=READ_BATCH_ROWS):
+            for batch in iter_batches(part, READ_BATCH_ROWS):
                 table = select_rows(batch, commercial_only)
                 for split, rows in split_groups(table):
                     if split not in writers:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-import pyarrow.parquet as pq
+
+from m3e_data.store import iter_batches
 
 
 @dataclass(frozen=True)
@@ -312,8 +313,7 @@ def iter_csv(path: Path) -> Iterator[ReadItem]:
 
 
 def iter_parquet(path: Path, batch_size: int = 8192) -> Iterator[ReadItem]:
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=batch_size):
+    for batch in iter_batches(path, batch_size):
         yield from batch.to_pylist()
 
 

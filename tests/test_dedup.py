@@ -28,7 +28,7 @@ def _edit(text: str, positions: list[int]) -> str:
     return "".join(chars)
 
 
-def _near(queries, positives, rank=None, threshold=0.8):
+def _near(queries, positives, rank=None, threshold=0.8, homogeneous=None):
     n = len(queries)
     pair_sig = np.minimum(signatures(queries), signatures(positives))
     bands = band_keys(pair_sig, 20, 6)
@@ -36,7 +36,32 @@ def _near(queries, positives, rank=None, threshold=0.8):
     return near_duplicates(
         n, ((np.arange(n), bands[:, i]) for i in range(20)),
         lambda g: ([queries[i] for i in g], [positives[i] for i in g]), rank, threshold,
+        None if homogeneous is None else np.asarray(homogeneous, dtype=bool),
     )
+
+
+def test_different_questions_about_one_passage_are_not_duplicates():
+    """cmrc2018 / dureader / mlqa: several questions share a long context. The united pair sets are
+    near-identical (the passage dominates), but the pairs are different training examples."""
+    rng = random.Random(3)
+    passage = _sentence(rng, 300)
+    questions = [_sentence(rng, 10) for _ in range(5)]
+    # The same question with a slightly different passage is still a duplicate.
+    keep, verified = _near(questions + [questions[0]], [passage] * 5 + [_edit(passage, [100])])
+    assert keep[:5].tolist() == [0, 1, 2, 3, 4]  # each question survives
+    assert int(keep[5]) == 0
+    assert verified.select("a", "b").rows() == [(0, 5)]
+
+
+def test_s2s_pairs_match_in_swapped_order_only_when_both_rows_are_s2s():
+    rng = random.Random(5)
+    a, b = _sentence(rng, 20), _sentence(rng, 20)
+    queries = [a, b + "吗", _sentence(rng, 20)]
+    positives = [b, a, _sentence(rng, 20)]
+    keep, _ = _near(queries, positives, homogeneous=[True, True, True])
+    assert int(keep[1]) == 0
+    keep, _ = _near(queries, positives, homogeneous=[True, False, True])
+    assert keep.tolist() == [0, 1, 2]
 
 
 def test_planted_clusters_are_found_exactly():
