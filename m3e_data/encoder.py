@@ -12,6 +12,8 @@ import copy
 import hashlib
 import json
 import sqlite3
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ import xxhash
 
 DEFAULT_MODEL = "moka-ai/m3e-small"
 POOLINGS = ("mean", "cls")
+# sentence-transformers modules that do not change the direction of the vector (the encoder normalises).
+_NEUTRAL_MODULES = ("Normalize",)
 # Texts encoded between two cache commits: an interrupted run keeps what it had already encoded.
 CACHE_FLUSH_TEXTS = 8192
 # Files a Hub snapshot needs; other formats (ONNX, OpenVINO, TF, Flax) would only cost download time.
@@ -53,6 +57,11 @@ def read_layout(folder: Path) -> ModelLayout:
         elif kind == "Pooling":
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
             pooling = _pooling_mode(config, folder)
+        elif kind not in _NEUTRAL_MODULES:
+            # A Dense projection, a LayerNorm, a Router... change the vector: ignoring one would silently
+            # give other embeddings (and other mined negatives) than the model's own.
+            raise ValueError(f"{folder}: module {module.get('type')!r} is not supported; the encoder runs "
+                             "Transformer + Pooling (+ Normalize) models")
     max_seq_length = None
     for config_dir in (transformer_dir, folder):
         st_config = config_dir / "sentence_bert_config.json"
@@ -194,8 +203,13 @@ class Encoder:
             self.cache = EmbeddingCache(Path(cache_dir), namespace, self.dim)
         self.stats = {"texts": 0, "cache_hits": 0, "encoded": 0, "batches": 0}
 
-    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        """float32 (len(texts), dim), L2-normalised. Duplicates are encoded once; cached texts not at all."""
+    def encode(self, texts: list[str], show_progress: bool = False,
+               on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """float32 (len(texts), dim), L2-normalised. Duplicates are encoded once; cached texts not at all.
+
+        `on_progress(done, total)` is called after each batch with the texts encoded so far and the number to
+        encode (cache hits excluded), for a caller that draws its own progress display.
+        """
         unique = list(dict.fromkeys(texts))
         vectors = np.empty((len(unique), self.dim), dtype=np.float32)
         todo = list(range(len(unique)))
@@ -215,7 +229,7 @@ class Encoder:
             self.stats["cache_hits"] += len(unique) - len(todo)
         # Longest first: similar lengths share a batch (little padding) and an OOM shows at once.
         todo.sort(key=lambda i: -len(unique[i]))
-        progress = _progress(show_progress, len(todo))
+        progress = _progress(show_progress, len(todo), on_progress)
         try:
             for start in range(0, len(todo), CACHE_FLUSH_TEXTS):
                 part = todo[start:start + CACHE_FLUSH_TEXTS]
@@ -247,7 +261,7 @@ class Encoder:
             for b in range(replica_index, len(batches), len(self.replicas)):
                 results[b] = self._forward(replica, batches[b])
                 if progress is not None:
-                    progress.advance(progress.task_ids[0], len(results[b]))
+                    progress.advance(len(results[b]))
 
         if len(self.replicas) == 1:
             run(0)
@@ -293,14 +307,37 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def _progress(show: bool, total: int) -> Any:
-    if not show or total == 0:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class _Progress:
+    """Texts encoded so far, drawn as a rich bar and/or reported to a callback (thread-safe)."""
 
-    progress = Progress(TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        transient=True)
-    progress.add_task("encode", total=total)
-    progress.start()
-    return progress
+    def __init__(self, show: bool, total: int, callback: Callable[[int, int], None] | None) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+        self._lock = threading.Lock()
+        self._bar: Any = None
+        if show:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 transient=True)
+            self._task = self._bar.add_task("encode", total=total)
+            self._bar.start()
+
+    def advance(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            done = self.done
+            if self._bar is not None:
+                self._bar.advance(self._task, n)
+            if self.callback is not None:
+                self.callback(done, self.total)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _progress(show: bool, total: int, callback: Callable[[int, int], None] | None = None) -> _Progress | None:
+    if total == 0 or not (show or callback):
+        return None
+    return _Progress(show, total, callback)
 

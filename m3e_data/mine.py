@@ -130,8 +130,9 @@ class LazyEncoder:
         _, revision, identity = resolve_model(self.options.model, self.options.revision)
         return self.options.model, identity
 
-    def encode(self, texts: list[str]) -> Any:
-        return self.get().encode(texts, show_progress=self.show_progress)
+    def encode(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None) -> Any:
+        return self.get().encode(texts, show_progress=self.show_progress and on_progress is None,
+                                 on_progress=on_progress)
 
     def close(self) -> None:
         if self._encoder is not None:
@@ -149,6 +150,7 @@ def mine_source(
     encoder: LazyEncoder,
     model_identity: tuple[str, str],
     on_search: Callable[[int], None] | None = None,
+    on_encode: Callable[[int, int], None] | None = None,
 ) -> SourceResult:
     source_in = options.input / name
     target = options.out / name
@@ -168,8 +170,14 @@ def mine_source(
     table = read_source(source_in)
     if table.num_rows:
         enc = encoder.get()
-        device = options.device or str(enc.devices[0])
-        mined, stats = mine_table(table, encoder.encode, options.params, device=device,
+        # The search runs on the encoder's first device: --device may name several ("cuda:0,cuda:1"), or
+        # just "cuda", which the encoder resolves to every visible GPU.
+        device = str(enc.devices[0])
+
+        def encode(texts: list[str]) -> Any:
+            return encoder.encode(texts, on_progress=on_encode)
+
+        mined, stats = mine_table(table, encode, options.params, device=device,
                                   chunk_size=options.chunk_size, on_search=on_search)
     else:
         mined, stats = table, SourceStats()
@@ -201,6 +209,7 @@ def mine(
     on_start: Callable[[str, int], None] | None = None,
     on_search: Callable[[str, int], None] | None = None,
     on_done: Callable[[SourceResult], None] | None = None,
+    on_encode: Callable[[str, int, int], None] | None = None,
 ) -> list[SourceResult]:
     """Mine every source under options.input into options.out; record the run in OUT/build-manifest.json."""
     names = input_sources(options.input, options.sources)
@@ -218,8 +227,13 @@ def mine(
                 if on_search is not None:
                     on_search(_name, n)
 
+            def encoded(done: int, total: int, _name: str = name) -> None:
+                if on_encode is not None:
+                    on_encode(_name, done, total)
+
             try:
-                result = mine_source(name, options, encoder, identity, searched)
+                result = mine_source(name, options, encoder, identity, searched,
+                                     encoded if on_encode is not None else None)
             except (ValueError, OSError, pa.ArrowException) as exc:  # bad input: record it, go on
                 result = SourceResult(name, FAILED, f"{type(exc).__name__}: {exc}")
             results.append(result)

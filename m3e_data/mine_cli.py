@@ -94,13 +94,22 @@ def mine_command(
         params=params,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:,} queries searched"), TimeElapsedColumn(), console=console, transient=True) as progress:
+                  TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=console, transient=True) as progress:
         tasks: dict[str, int] = {}
 
         def on_start(name: str, rows: int) -> None:
-            tasks[name] = progress.add_task(f"{name} ({rows:,} rows): encoding, then searching", total=None)
+            tasks[name] = progress.add_task(f"{name} ({rows:,} rows): encoding", total=None, unit="texts encoded")
+
+        def on_encode(name: str, done: int, total: int) -> None:
+            progress.update(tasks[name], completed=done, total=total, unit="texts encoded")
+
+        searching: set[str] = set()
 
         def on_search(name: str, groups: int) -> None:
+            if name not in searching:  # encoding is over: a fresh bar counts the queries searched
+                searching.add(name)
+                progress.remove_task(tasks[name])
+                tasks[name] = progress.add_task(f"{name}: searching", total=None, unit="queries searched")
             progress.advance(tasks[name], groups)
 
         def on_done(result: SourceResult) -> None:
@@ -108,7 +117,7 @@ def mine_command(
             console.print(f"{result.name}: {result.status} {result.reason}".rstrip())
 
         try:
-            results = mine(options, on_start=on_start, on_search=on_search, on_done=on_done)
+            results = mine(options, on_start=on_start, on_search=on_search, on_done=on_done, on_encode=on_encode)
         except (FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     Console().print(_summary(results))

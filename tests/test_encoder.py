@@ -150,3 +150,34 @@ def test_unsupported_pooling_is_a_clear_error(tmp_path):
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
     with pytest.raises(ValueError, match="unsupported pooling"):
         read_layout(tmp_path)
+
+
+def test_modules_that_change_the_vector_are_refused(tiny, tmp_path):
+    """A Dense (or any other) module after pooling would be silently skipped: refuse the folder instead."""
+    st = pytest.importorskip("sentence_transformers")
+    models = pytest.importorskip("sentence_transformers.models")
+    model = st.SentenceTransformer(
+        modules=[models.Transformer(str(tiny)), models.Pooling(32, "mean"), models.Dense(32, 16)], device="cpu",
+    )
+    model.save(str(tmp_path / "st"))
+    with pytest.raises(ValueError, match="not supported"):
+        read_layout(tmp_path / "st")
+
+
+def test_progress_callback_counts_the_texts_encoded(tiny, tmp_path):
+    enc = Encoder(str(tiny), device="cpu", batch_size=2, cache_dir=tmp_path)
+    seen: list[tuple[int, int]] = []
+    enc.encode(TEXTS, on_progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(TEXTS), len(TEXTS)) and len(seen) == 3  # one call per batch of 2
+    seen.clear()
+    enc.encode(TEXTS, on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == []  # all cached: nothing to encode, nothing reported
+    enc.close()
+
+
+def test_several_devices_give_the_same_vectors(tiny):
+    """--device "cpu,cpu": one replica per device, batches dealt out between threads (the multi-GPU path)."""
+    one = Encoder(str(tiny), device="cpu", batch_size=2).encode(TEXTS)
+    two = Encoder(str(tiny), device="cpu,cpu", batch_size=2)
+    assert len(two.replicas) == 2
+    np.testing.assert_allclose(two.encode(TEXTS), one, atol=1e-6)

@@ -170,3 +170,14 @@ def test_a_run_over_some_sources_keeps_the_manifest_record_of_the_others(layout,
     changed.sources = ["qa"]
     mine(changed)
     assert set(json.loads((layout / "build-manifest.json").read_text())["stages"]["mine"]["sources"]) == {"qa"}
+
+
+def test_several_devices_and_encode_progress(layout, tiny):
+    """A device list runs the search on its first device; encoding progress reaches the caller per source."""
+    opts = options(layout, tiny)
+    opts.device = "cpu,cpu"
+    progress: dict[str, tuple[int, int]] = {}
+    results = mine(opts, on_encode=lambda name, done, total: progress.__setitem__(name, (done, total)))
+    assert [r.status for r in results] == ["mined", "mined"]
+    assert set(progress) == {"qa", "sim"}
+    assert all(done == total > 0 for done, total in progress.values())
