@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -281,3 +282,104 @@ def test_cli_help_lists_the_options():
     for option in ("--data", "--mini-batch-size", "--loss", "--temperature", "--sources", "--commercial-only",
                    "--max-rows-per-source", "--eval", "--resume", "--pooling", "--prompt"):
         assert option in result.output
+
+
+def test_rows_with_fewer_negatives_do_not_truncate_the_others():
+    topics = Topics(seed=5)
+    full = corpus_rows("mixed", 300, topics=topics, n_negatives=3)
+    short = corpus_rows("mixed", 5, topics=topics, n_negatives=1)
+    bare = corpus_rows("mixed", 20, topics=topics)
+    table = pa.concat_tables([full, short, bare])
+    sets = tdata.contrastive_columns(table, num_negatives=7, min_bucket_rows=100)
+    # The 5 short rows are under 100, but no smaller group exists to join: they keep a set of their own.
+    assert {k: (t.num_rows, t.num_columns) for k, t in sets.items()} == {
+        "": (300, 2 + 3), "__neg1": (5, 2 + 1), "__pairs": (20, 2)}
+    assert sets[""].column("negative_3").to_pylist() == [n[2] for n in full["negatives"].to_pylist()]
+    # A small group with more negatives joins the next smaller group, truncated to its count.
+    more = corpus_rows("mixed", 4, topics=topics, n_negatives=5)
+    sets = tdata.contrastive_columns(pa.concat_tables([full, more]), num_negatives=7, min_bucket_rows=100)
+    assert {k: t.num_rows for k, t in sets.items()} == {"": 304}
+    assert sets[""].num_columns == 2 + 3
+    assert [tdata.source_of(n) for n in ("mixed", "mixed__neg1", "mixed__pairs")] == ["mixed"] * 3
+
+
+def test_temperature_flattens_source_draws_and_skips_sources_without_a_full_batch():
+    import datasets
+    from torch.utils.data import ConcatDataset
+
+    sizes = [640, 64, 8]  # the last cannot fill one batch of 16 with drop_last
+    dsets = [datasets.Dataset.from_dict({"anchor": [f"a{s}-{i}" for i in range(n)],
+                                         "positive": [f"p{s}-{i}" for i in range(n)]})
+             for s, n in enumerate(sizes)]
+    concat = ConcatDataset(dsets)
+    bounds = np.cumsum([0, *sizes])
+
+    def draws(temperature: float) -> list[int]:
+        gen = torch.Generator()
+        samplers = [per_source_batch_sampler(d, 16, True, [], gen, 0) for d in dsets]
+        sampler = SourceBatchSampler(concat, samplers, generator=gen, seed=0, temperature=temperature, group=2)
+        out = []
+        for batch in sampler:
+            assert len(batch) == 16
+            out.append(int(np.searchsorted(bounds, batch[0], side="right") - 1))
+        assert len(out) == len(sampler)
+        return out
+
+    plain, flat = draws(1.0), draws(4.0)
+    assert 2 not in plain and 2 not in flat
+    assert plain.count(1) == 64 // 16 // 2 * 2  # T = 1: every (grouped) batch of the source once
+    assert flat.count(1) > plain.count(1)  # T > 1: the small source is drawn more often
+    for seq in (plain, flat):  # pairs of batches from one source: one per process in a 2-process step
+        assert all(seq[i] == seq[i + 1] for i in range(0, len(seq), 2))
+
+
+def test_cls_pooling_option_and_the_bundled_encoder_follows_it(build, tmp_path):
+    from m3e_train.run import load_model, save_model_folder
+
+    model = load_model(str(build["model"]), pooling="cls", max_length=32, device="cpu")
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    assert [m.pooling_mode for m in model.modules() if isinstance(m, Pooling)] == ["cls"]
+    save_model_folder(model, tmp_path / "cls", {})
+    encoder_mod = pytest.importorskip("m3e_data.encoder")
+    enc = encoder_mod.Encoder(str(tmp_path / "cls"), device="cpu")
+    assert enc.pooling == "cls"
+    texts = ["一丁七万", "丈三上下"]
+    assert abs(enc.encode(texts) - model.encode(texts, normalize_embeddings=True)).max() < 1e-4
+
+
+def test_losses_gather_across_devices_under_torchrun(build, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(build["model"]), device="cpu")
+    assert not build_loss(model, tdata.PAIRS).gather_across_devices
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert build_loss(model, tdata.PAIRS).gather_across_devices
+    assert build_loss(model, tdata.NEGATIVES, mini_batch_size=4).gather_across_devices
+
+
+def test_hub_layout_reads_every_training_split(tmp_path):
+    """The Hub path of --data, offline: a local folder in the published layout (one config per source)."""
+    import pyarrow.parquet as pq
+
+    topics = Topics(seed=9)
+    for name in ("alpha", "beta"):
+        rows = corpus_rows(name, 30, topics=topics)
+        (tmp_path / "repo" / name).mkdir(parents=True)
+        pq.write_table(rows.slice(0, 20), tmp_path / "repo" / name / "train-00000-of-00001.parquet")
+        held = rows.slice(20, 10)
+        held = held.set_column(held.schema.get_field_index("split"), "split", pa.array(["validation"] * 10))
+        pq.write_table(held, tmp_path / "repo" / name / "validation-00000-of-00001.parquet")
+    (tmp_path / "repo" / "README.md").write_text(
+        "---\nconfigs:\n"
+        "- config_name: all\n  data_files:\n  - split: train\n    path: '*/train-*.parquet'\n"
+        "- config_name: alpha\n  data_files:\n  - split: train\n    path: alpha/train-*.parquet\n"
+        "  - split: validation\n    path: alpha/validation-*.parquet\n"
+        # A source published under another split name than "train" must not be lost.
+        "- config_name: beta\n  data_files:\n  - split: extra\n    path: beta/train-*.parquet\n"
+        "  - split: validation\n    path: beta/validation-*.parquet\n"
+        "---\n", encoding="utf-8")
+    tables, skipped, stage = tdata.read_hub(str(tmp_path / "repo"), cache_dir=str(tmp_path / "cache"))
+    assert stage == "hub" and not skipped
+    assert {n: t.num_rows for n, t in tables.items()} == {"alpha": 20, "beta": 20}
+    assert set(tables["alpha"]["split"].to_pylist()) == {"train"}

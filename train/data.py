@@ -6,6 +6,7 @@ must work without the training extra. The datasets library is imported only wher
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,14 @@ STAGES = ("m3e-hq-with-score", "m3e-hq")
 
 # What a source trains as; decided per source from what its rows carry (see `training_kind`).
 PAIRS, NEGATIVES, SCORED = "pairs", "negatives", "scored"
-# A source's rows without negatives form a second training set named <source>__pairs (names must be
-# valid dataset split names, so no slash).
+# A source's rows without negatives form a second training set named <source>__pairs, and rows with
+# fewer hard negatives than most form <source>__neg<k> (names must be valid dataset split names, so no
+# slash).
 PAIRS_SUFFIX = "__pairs"
+NEG_SUFFIX = "__neg"
+# A group of rows with one number of negatives smaller than this joins the next smaller group (its rows
+# truncated to that number), so that a source does not splinter into sets too small to fill a batch.
+MIN_BUCKET_ROWS = 256
 
 
 @dataclass
@@ -112,12 +118,22 @@ def read_hub(
     configs = [c for c in datasets.get_dataset_config_names(repo_id, revision=revision) if c != "all"]
     _check_requested(sources, configs)
     tables: dict[str, pa.Table] = {}
+    skipped: dict[str, str] = {}
     for name in configs:
         if sources is not None and name not in sources:
             continue
-        ds = datasets.load_dataset(repo_id, name, split="train", revision=revision, cache_dir=cache_dir)
-        tables[name] = conform(ds.data.table)
-    skipped: dict[str, str] = {}
+        # Every split but the evaluation ones, as a local build folder reads every part: a source whose
+        # rows come in other splits than "train" is not lost.
+        splits = [s for s in datasets.get_dataset_split_names(repo_id, name, revision=revision)
+                  if s not in EVAL_SPLITS]
+        if not splits:
+            skipped[name] = f"only evaluation splits ({', '.join(EVAL_SPLITS)}) on the Hub"
+            continue
+        parts = [
+            datasets.load_dataset(repo_id, name, split=split, revision=revision, cache_dir=cache_dir).data.table
+            for split in splits
+        ]
+        tables[name] = conform(pa.concat_tables([conform(t) for t in parts]))
     tables = _filter_commercial(tables, skipped, commercial_only)
     return tables, skipped, "hub"
 
@@ -239,27 +255,36 @@ def training_kind(table: pa.Table, loss: str) -> str:
     return NEGATIVES if pc.max(n_neg).as_py() else PAIRS
 
 
-def contrastive_columns(table: pa.Table, num_negatives: int) -> dict[str, pa.Table]:
+def contrastive_columns(table: pa.Table, num_negatives: int,
+                        min_bucket_rows: int = MIN_BUCKET_ROWS) -> dict[str, pa.Table]:
     """InfoNCE tables: (anchor, positive[, negative_1..k]), keyed by sub-set suffix.
 
-    The loss needs the same number of negatives in every row of a batch. k is the smallest count among rows
-    that have any (capped by num_negatives); rows without negatives train as plain pairs in their own sub-set
-    ("<source>__pairs"), so every batch still comes from one source.
+    The loss needs the same number of negatives in every row of a batch, so rows are grouped by how many
+    they have (capped by num_negatives): the largest group is the source's own set (suffix ""), others are
+    "<source>__neg<k>". A group under `min_bucket_rows` joins the next smaller one, its rows truncated to
+    that k (one short row no longer truncates every row of the source). Rows without negatives train as
+    plain pairs in "<source>__pairs". Every batch still comes from one source.
     """
-    lengths = pc.list_value_length(table["negatives"]).to_numpy(zero_copy_only=False)
-    with_neg = lengths > 0
+    lengths = pc.list_value_length(table["negatives"]).fill_null(0).to_numpy(zero_copy_only=False)
+    ks = np.minimum(lengths, max(num_negatives, 0))
+    buckets: list[tuple[int, np.ndarray]] = []  # (k, row indices), largest k first
+    pending = np.empty(0, dtype=np.int64)
+    distinct = sorted({int(k) for k in ks if k > 0}, reverse=True)
+    for i, k in enumerate(distinct):
+        pending = np.concatenate([pending, np.flatnonzero(ks == k)])
+        if len(pending) >= min_bucket_rows or i == len(distinct) - 1:
+            buckets.append((k, np.sort(pending)))
+            pending = np.empty(0, dtype=np.int64)
     out: dict[str, pa.Table] = {}
-    if num_negatives > 0 and with_neg.any():
-        k = int(min(num_negatives, lengths[with_neg].min()))
-        rows = table.filter(pa.array(with_neg))
+    main = max(range(len(buckets)), key=lambda b: len(buckets[b][1])) if buckets else -1
+    for b, (k, rows_idx) in enumerate(buckets):
+        rows = table.take(pa.array(rows_idx))
         cols = {"anchor": rows["query"], "positive": rows["positive"]}
         flat = pc.list_slice(rows["negatives"], 0, k)
         for j in range(k):
             cols[f"negative_{j + 1}"] = pc.list_element(flat, j)
-        out[""] = pa.table(cols)
-        pairs = table.filter(pa.array(~with_neg))
-    else:
-        pairs = table
+        out["" if b == main else f"{NEG_SUFFIX}{k}"] = pa.table(cols)
+    pairs = table.filter(pa.array(ks == 0))
     if pairs.num_rows:
         out[PAIRS_SUFFIX if out else ""] = pa.table({"anchor": pairs["query"], "positive": pairs["positive"]})
     return out
@@ -305,7 +330,8 @@ def training_tables(data: TrainData, *, loss: str, num_negatives: int) -> dict[s
 
 
 def source_of(set_name: str) -> str:
-    return set_name.removesuffix(PAIRS_SUFFIX)
+    """The source a training set belongs to: the name without __pairs / __neg<k>."""
+    return re.sub(rf"({re.escape(PAIRS_SUFFIX)}|{re.escape(NEG_SUFFIX)}\d+)$", "", set_name)
 
 
 __all__ = [

@@ -75,13 +75,24 @@ def load_model(base: str, *, pooling: str | None, max_length: int, revision: str
     from sentence_transformers.sentence_transformer.modules import Pooling
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    model = SentenceTransformer(base, revision=revision, device=device, local_files_only=offline)
+    model = SentenceTransformer(base, revision=revision, device=device or _local_device(), local_files_only=offline)
     if pooling is not None:
         for name, module in list(model._modules.items()):
             if isinstance(module, Pooling) and module.pooling_mode != pooling:
                 model._modules[name] = Pooling(module.embedding_dimension, pooling_mode=pooling)
     model.max_seq_length = max_length
     return model
+
+
+def _local_device() -> str | None:
+    """Under torchrun / accelerate launch, this process's own GPU. Left to sentence-transformers, every
+    process would load its copy (and a CUDA context) onto cuda:0 first."""
+    import torch
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and torch.cuda.is_available():
+        return f"cuda:{int(local_rank)}"
+    return None
 
 
 def _pooling_of(model) -> str:
@@ -169,6 +180,10 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     import torch
 
+    # The trainer places the model itself: --device cpu must reach it, and on a machine without CUDA a
+    # torchrun / accelerate launch is a multi-CPU (gloo) run only when it is told so.
+    use_cpu = config.device == "cpu" or (world_size() > 1 and not torch.cuda.is_available())
+    on_gpu = torch.cuda.is_available() and not use_cpu
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
@@ -183,8 +198,9 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         save_steps=config.checkpoint_every,
         save_total_limit=2,
         report_to="none",
-        dataloader_pin_memory=torch.cuda.is_available(),
-        bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+        dataloader_pin_memory=on_gpu,
+        use_cpu=use_cpu,
+        bf16=bool(on_gpu and torch.cuda.is_bf16_supported()),
         batch_sampler=per_source_batch_sampler,
         multi_dataset_batch_sampler=multi_source_sampler(config.sampling_temperature, group=world_size()),
         prompts=prompts or None,

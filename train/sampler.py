@@ -89,7 +89,12 @@ class SourceBatchSampler(MultiDatasetDefaultBatchSampler):
             order = [i for i, n in enumerate(per_source) for _ in range(n)]
             perm = torch.randperm(len(order), generator=self.generator).tolist()
             return [order[p] for p in perm]
-        weights = torch.tensor(source_weights([len(d) for d in self.dataset.datasets], self.temperature))
+        # A source too small for one group of full batches is never drawn: drawing it would cut a group
+        # short and shift every later batch to another process's turn (mixed losses in one step).
+        sizes = [len(d) if n > 0 else 0 for d, n in zip(self.dataset.datasets, per_source, strict=True)]
+        if not any(sizes):
+            return []
+        weights = torch.tensor(source_weights(sizes, self.temperature))
         return torch.multinomial(weights, sum(per_source), replacement=True, generator=self.generator).tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
