@@ -187,6 +187,15 @@ def search_st(n: int, device: str) -> dict:
         digest = hashlib.sha256(repr((name, None, None, texts)).encode(), usedforsecurity=False).hexdigest()
         np.save(os.path.join(folder, f"{kind}_embeddings_{digest}.npy"), matrix[[index[t] for t in texts]])
     del index, matrix, queries, positives, uq, uc
+    # A cache miss would silently re-encode (and favour us): count the calls that reach the model.
+    calls = [0]
+    real_encode = model.encode
+
+    def counted_encode(*args, **kwargs):
+        calls[0] += 1
+        return real_encode(*args, **kwargs)
+
+    model.encode = counted_encode
     started = time.perf_counter()
     out = mine_hard_negatives(dataset, model, range_min=RANGE_MIN, range_max=RANGE_MAX, relative_margin=MARGIN,
                               num_negatives=NUM_NEGATIVES, sampling_strategy="top", batch_size=BATCH,
@@ -194,7 +203,7 @@ def search_st(n: int, device: str) -> dict:
                               cache_folder=folder)
     return {"impl": "sentence-transformers", "mode": "search", "pairs": n,
             "wall_s": round(time.perf_counter() - started, 1), "peak_rss_mib": round(peak_rss_mib()),
-            "rows_out": len(out)}
+            "rows_out": len(out), "model_encode_calls": calls[0]}
 
 
 def encode_both(n: int, device: str) -> dict:

@@ -7,8 +7,9 @@
 1. Pairs/s of `m3e_train.run.train` (our data layer: Parquet -> per-source datasets -> single-source
    no-duplicate batches -> loss router) against a plain SentenceTransformerTrainer script on the same rows
    (one Dataset, NO_DUPLICATES batches, the same MultipleNegativesRankingLoss, model, batch and length),
-   interleaved in the same process, median of the repeats. Only optimiser steps after a warm-up are timed
-   (a TrainerCallback), so evaluation and loading are excluded from both.
+   interleaved in the same process, median of the repeats. The intervals between optimiser step ends after
+   a warm-up are timed (a TrainerCallback): each holds fetching and collating the batch (the data layer)
+   and the step itself; evaluation and loading are excluded from both.
 2. The largest batch (pairs) whose training step fits a memory budget, plain InfoNCE vs GradCache
    (CachedMultipleNegativesRankingLoss, mini-batch 32): one subprocess per batch size, peak RSS on CPU
    (`ru_maxrss`), torch.cuda.max_memory_allocated on CUDA.
@@ -64,21 +65,22 @@ def _model(root: Path, vocab: list[str], shape: dict) -> Path:
 
 
 class StepTimer:
-    """A TrainerCallback that records the wall time of every optimiser step after `warmup` steps."""
+    """A TrainerCallback that records the wall time between consecutive optimiser step ends after `warmup`
+    steps: each interval holds the batch's fetch and collation (the data layer, which the trainer runs
+    before on_step_begin) as well as forward, backward and the optimiser."""
 
     def __new__(cls, warmup: int):
         from transformers import TrainerCallback
 
         class _Timer(TrainerCallback):
             def __init__(self) -> None:
-                self.warmup, self.times, self.t0 = warmup, [], None
-
-            def on_step_begin(self, args, state, control, **kwargs):
-                self.t0 = time.perf_counter()
+                self.warmup, self.times, self.last = warmup, [], None
 
             def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step > self.warmup:
-                    self.times.append(time.perf_counter() - self.t0)
+                now = time.perf_counter()
+                if state.global_step > self.warmup and self.last is not None:
+                    self.times.append(now - self.last)
+                self.last = now
 
         return _Timer()
 

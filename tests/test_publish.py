@@ -283,7 +283,7 @@ def test_commercial_only_stages_no_non_commercial_row(hq: Path, tmp_path: Path):
     prepared, _ = push(hq, REPO, dry_run=stage_dir, commercial_only=True)
     catalog = load_catalog()
     commercial_sources = sorted({s for s, _ in input_counts(hq) if catalog[s].commercial})
-    assert commercial_sources  # the demo has one (hc3_chinese): the test must see rows
+    assert commercial_sources  # the demo has some (csl, paws_x, ...): the test must see rows
     assert sorted(prepared.staged.configs) == commercial_sources
     rows = pa.concat_tables([pq.read_table(p) for p in stage_dir.rglob("*.parquet")])
     assert rows.num_rows == sum(n for (s, _), n in input_counts(hq).items() if s in commercial_sources)
