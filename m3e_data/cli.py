@@ -8,23 +8,16 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from m3e_data.build import BUILT, UNCHANGED, BuildOptions, SourceResult, build, select_sources
 from m3e_data.catalog import load_catalog
+from m3e_data.console import messages, tables
 from m3e_data.hq_cli import hq_command, hq_options, report_command, run_hq_command
 from m3e_data.mine_cli import mine_command
 from m3e_data.publish_cli import export_command, push_command
 from m3e_data.recipe import recipe_names
-
-console = Console(stderr=True)
-
-
-def stdout_console() -> Console:
-    """Tables go to stdout; piped or captured output gets a width that fits every column."""
-    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 @click.group()
@@ -70,7 +63,7 @@ def list_sources(as_json: bool) -> None:
             r["name"], r["domain"], r["task"], f"{r['card_rows']:,}", r["license"], yes[r["commercial"]],
             yes[r["homogeneous"]], yes[r["available"]], yes[r["recipe"]],
         )
-    stdout_console().print(table)
+    tables().print(table)
 
 
 def _parse_recipe_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
@@ -80,6 +73,9 @@ def _parse_recipe_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
         key, eq, text = rest.partition("=")
         if not sep or not eq or not name or not key:
             raise click.BadParameter(f"{value!r}: expected SOURCE.KEY=VALUE", param_hint="--option")
+        # A misspelt source would otherwise be ignored and the build would run with the defaults.
+        if name not in recipe_names():
+            raise click.BadParameter(f"{value!r}: no recipe named {name!r}", param_hint="--option")
         parsed.setdefault(name, {})[key] = text
     return parsed
 
@@ -132,7 +128,7 @@ def build_command(
     )
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(), console=console, transient=True,
+        TimeElapsedColumn(), console=messages, transient=True,
     ) as progress:
         tasks: dict[str, int] = {}
 
@@ -143,7 +139,7 @@ def build_command(
             progress.advance(tasks[name], n)
 
         results = build(chosen, options, on_start=on_start, on_rows=on_rows)
-    stdout_console().print(_summary(results))
+    tables().print(_summary(results))
     if not no_hq:
         run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers)
     if any(r.status == "failed" for r in results):

@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from m3e_data.console import messages, tables
 from m3e_data.decontaminate import EvalFileError
 from m3e_data.hq import HqConfig, HqConfigError, run_hq
 from m3e_data.quality import ThresholdError
 from m3e_data.report import ReportError, hq_section, summary_table, write_report
-
-console = Console(stderr=True)
 
 
 def hq_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,7 +39,7 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
     except (HqConfigError, ThresholdError) as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from None
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+                  TimeElapsedColumn(), console=messages, transient=True) as progress:
         task = progress.add_task("m3e-hq", total=None)
 
         def on_progress(step: str, source: str, rows: int) -> None:
@@ -52,9 +50,9 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
         except (EvalFileError, ThresholdError) as exc:
             raise click.ClickException(str(exc)) from None
     section = hq_section(out)
-    Console().print(summary_table(section))
+    tables().print(summary_table(section))
     for path, n in section.get("decontamination", {}).items():
-        Console().print(f"decontaminated by {path}: {n:,} rows")
+        tables().print(f"decontaminated by {path}: {n:,} rows")
 
 
 @click.command("hq")
@@ -79,5 +77,5 @@ def report_command(out: Path, html_path: Path | None) -> None:
         path = write_report(out, html_path)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
-    Console().print(summary_table(hq_section(out)))
-    console.print(f"report: {path}")
+    tables().print(summary_table(hq_section(out)))
+    messages.print(f"report: {path}")

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
@@ -19,10 +18,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from m3e_data.console import messages, tables
 from m3e_data.mine import FAILED, MineOptions, SourceResult, mine
 from m3e_data.mining import MiningParams, parse_range
-
-console = Console(stderr=True)
 
 
 def _summary(results: list[SourceResult]) -> Table:
@@ -94,7 +92,7 @@ def mine_command(
         params=params,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=console, transient=True) as progress:
+                  TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=messages, transient=True) as progress:
         tasks: dict[str, int] = {}
 
         def on_start(name: str, rows: int) -> None:
@@ -114,12 +112,12 @@ def mine_command(
 
         def on_done(result: SourceResult) -> None:
             progress.remove_task(tasks[result.name])
-            console.print(f"{result.name}: {result.status} {result.reason}".rstrip())
+            messages.print(f"{result.name}: {result.status} {result.reason}".rstrip())
 
         try:
             results = mine(options, on_start=on_start, on_search=on_search, on_done=on_done, on_encode=on_encode)
         except (FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
-    Console().print(_summary(results))
+    tables().print(_summary(results))
     if any(r.status == FAILED for r in results):
         sys.exit(1)

@@ -5,18 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from m3e_data.console import messages, tables
 from m3e_data.export import FORMATS, ExportError, export
 from m3e_data.hub_stage import StageError
 from m3e_data.publish import CommercialRefusal, PublishError, push
-
-console = Console(stderr=True)
-
-
-def _out_console() -> Console:
-    return Console(width=160)
 
 
 @click.command("push")
@@ -57,13 +51,13 @@ def push_command(
             config, *(f"{splits[s].rows:,}" if s in splits else "" for s in staged.splits),
             str(sum(len(f.files) for f in splits.values())),
         )
-    _out_console().print(table)
+    tables().print(table)
     where = "reused" if prepared.reused else "staged"
-    console.print(f"{where} {staged.folder} (card: {prepared.card})")
+    messages.print(f"{where} {staged.folder} (card: {prepared.card})")
     if url is None:
-        console.print(f"dry run: nothing uploaded; `datasets.load_dataset('{staged.folder}', CONFIG)` reads it")
+        messages.print(f"dry run: nothing uploaded; `datasets.load_dataset('{staged.folder}', CONFIG)` reads it")
     else:
-        console.print(f"uploaded to {url}")
+        messages.print(f"uploaded to {url}")
 
 
 @click.command("export")
@@ -84,6 +78,6 @@ def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | Non
     table.add_column("rows", justify="right")
     for rel, rows in sorted(result.files.items()):
         table.add_row(rel, f"{rows:,}")
-    _out_console().print(table)
+    tables().print(table)
     if result.negatives_dropped:
-        console.print(f"{result.negatives_dropped:,} negatives beyond each file's common count were left out")
+        messages.print(f"{result.negatives_dropped:,} negatives beyond each file's common count were left out")

@@ -169,6 +169,10 @@ def test_unknown_source_and_malformed_option_are_usage_errors(tmp_path):
     assert bad.exit_code == 2 and "unknown source(s): nosuch" in bad.output
     opt = runner.invoke(main, ["build", "--recipe", "cmrc2018", "--sources", "demo", "--out", str(tmp_path), "--option", "x"])
     assert opt.exit_code == 2 and "SOURCE.KEY=VALUE" in opt.output
+    typo = runner.invoke(main, ["build", "--recipe", "all", "--sources", "demo", "--out", str(tmp_path),
+                                "--option", "webtxt2019zh.best_answer_only=true"])
+    assert typo.exit_code == 2 and "no recipe named 'webtxt2019zh'" in typo.output
+    assert not (tmp_path / "m3e").exists()  # nothing was built with the defaults
 
 
 def test_recipe_options_are_typed_by_their_defaults(tmp_path):

@@ -74,6 +74,10 @@ def test_loss_falls_and_retrieval_improves(trained):
         assert after["ndcg@10"] > before["ndcg@10"] + 0.2, (name, before, after)
         assert after["mrr@10"] > before["mrr@10"]
     assert results["after"]["mean"]["ndcg@10"] > 0.5
+    # The command ends with the same figures as a table.
+    row = next(line for line in trained["stdout"].splitlines() if line.strip("│ ").startswith("alpha"))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[1:] == [f"{results[k]['alpha'][m]:.4f}" for m in ("ndcg@10", "mrr@10") for k in ("before", "after")]
     assert not (out / CHECKPOINTS).exists()  # removed after a finished run
 
 

@@ -6,7 +6,6 @@ Nothing heavy is imported here: torch, transformers and sentence-transformers lo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -102,5 +101,32 @@ def train(
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     if summary:
-        click.echo(json.dumps({"out": str(out), "steps": summary["steps"], "before": summary["before"].get("mean"),
-                               "after": summary["after"].get("mean")}, ensure_ascii=False))
+        _print_summary(summary, out)
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    """Retrieval before and after training per evaluation set, then where the model went."""
+    from rich.table import Table
+
+    from m3e_data.console import messages, tables
+
+    before, after = summary["before"], summary["after"]
+    if after:
+        table = Table(title="retrieval on the held-out sets")
+        table.add_column("eval set")
+        for metric in ("nDCG@10", "MRR@10"):
+            table.add_column(f"{metric} before", justify="right")
+            table.add_column(f"{metric} after", justify="right")
+        for name in [n for n in after if n != "mean"] + (["mean"] if "mean" in after else []):
+            cells = []
+            for metric in ("ndcg@10", "mrr@10"):
+                cells += [f"{before.get(name, {}).get(metric, float('nan')):.4f}", f"{after[name][metric]:.4f}"]
+            table.add_row(name, *cells)
+        tables().print(table)
+    else:
+        messages.print("no evaluation: every source was too small to hold rows out (--heldout-rows), and no --eval")
+    loss = summary.get("train_loss")
+    messages.print(
+        f"model: {out} ({summary['steps']} steps" + (f", mean training loss {loss:.4f}" if loss is not None else "")
+        + "; eval_results.json and loss_curve.json beside it)"
+    )
