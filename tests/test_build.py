@@ -1,6 +1,7 @@
 """The build driver and CLI: selection, resumption, atomic output, failures that stay local."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -191,3 +192,15 @@ def test_recipe_options_are_typed_by_their_defaults(tmp_path):
     results = build(select_sources("cmrc2018"), BuildOptions(tmp_path, "demo", recipe_options={"cmrc2018": {"x": "1"}}))
     assert results[0].status == "failed" and "has no option 'x'" in results[0].reason
     assert load_recipe("no_such_recipe") is None
+
+
+def test_atomic_writes_leave_ordinary_permissions(tmp_path):
+    from m3e_data.store import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))
