@@ -145,6 +145,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def search_ours(n: int, device: str) -> dict:
+    import torch  # noqa: F401 - imported before the clock starts, as sentence-transformers' side has it
+
     from m3e_data.mining import MiningParams, mine_table
 
     queries, positives = synthetic_pairs(n)
