@@ -140,6 +140,9 @@ def build_command(
 
         results = build(chosen, options, on_start=on_start, on_rows=on_rows)
     tables().print(_summary(results))
+    if not any(r.status in (BUILT, UNCHANGED) for r in results):
+        messages.print("nothing was built (see the reasons above); the m3e-hq stage did not run")
+        sys.exit(1)
     if not no_hq:
         run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers)
     if any(r.status == "failed" for r in results):

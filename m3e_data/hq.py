@@ -76,6 +76,10 @@ class HqConfigError(ValueError):
     """A --config file that cannot be used."""
 
 
+class NothingToDo(ValueError):
+    """OUT/m3e holds no finished source (every source was missing or failed)."""
+
+
 @dataclass
 class HqConfig:
     """Thresholds and dedup settings: code defaults < --config `defaults` < catalog `hq:` < --config `sources`."""
@@ -560,6 +564,8 @@ def run_hq(
     if eval_paths and not cfg.stats.text_bands:
         cfg = dataclasses.replace(cfg, stats=dataclasses.replace(cfg.stats, text_bands=True))
     sources = find_sources(out)
+    if not sources:
+        raise NothingToDo(f"no finished source under {out / 'm3e'}: build one first (m3e-data build)")
     results = {s.name: HqSourceResult(s.name) for s in sources}
     folders = []
     for src in sources:

@@ -204,3 +204,13 @@ def test_atomic_writes_leave_ordinary_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_build_that_finds_no_data_says_so_and_fails_without_a_traceback(tmp_path):
+    (tmp_path / "src" / "cmrc2018").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["build", "--recipe", "cmrc2018", "--sources", str(tmp_path / "src"),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert "no data at" in result.output and "nothing was built" in result.output
+    hq = CliRunner().invoke(main, ["hq", str(tmp_path / "out")])
+    assert hq.exit_code == 1 and "no finished source" in hq.output

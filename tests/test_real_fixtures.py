@@ -36,3 +36,20 @@ def test_the_squad_reader_gives_the_same_questions_as_the_hub_rows(shared_fixtur
     for row in hub:
         assert by_id[row["id"]]["question"].strip() == row["question"]
         assert by_id[row["id"]]["answers"]["text"] == row["answers"]["text"]
+
+
+def test_hq_keeps_the_different_questions_about_one_real_passage(tmp_path, shared_fixtures):
+    """200 real cmrc2018 questions over 52 passages: near dedup must not collapse a passage's questions
+    into one row (comparing only the united pair sets kept 52)."""
+    from m3e_data.hq import run_hq
+
+    raw = [json.loads(line) for line in
+           (shared_fixtures / "cmrc2018" / "validation.hf_rows.jsonl").read_text(encoding="utf-8").splitlines()]
+    snapshot = tmp_path / "src" / "cmrc2018" / "data"
+    snapshot.mkdir(parents=True)
+    # As a training split, so that the eval-split rule does not take them first.
+    pq.write_table(pa.Table.from_pylist(raw), snapshot / "train-00000-of-00001.parquet")
+    build_one("cmrc2018", tmp_path / "out", sources=str(tmp_path / "src"), splits=["train"])
+    result = run_hq(tmp_path / "out", workers=1)["cmrc2018"]
+    assert len({r["context"] for r in raw}) == 52
+    assert result.rows_in == 200 and result.rows_out >= 195, result.dropped
