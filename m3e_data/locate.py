@@ -57,16 +57,11 @@ class Located:
         if not self.remote:
             return Path(path)
         if path not in self._local_cache:
-            from huggingface_hub import hf_hub_download
-
             repo_path = path.split("@", 1)[1].split("/", 1)[1]
-            self._local_cache[path] = Path(
-                hf_hub_download(
-                    self.layout.repo_id or self.source.access.repo_id or "",
-                    repo_path,
-                    repo_type="dataset",
-                    revision=self.layout.revision or self.source.access.revision,
-                )
+            self._local_cache[path] = hub_download(
+                self.layout.repo_id or self.source.access.repo_id or "",
+                repo_path,
+                self.layout.revision or self.source.access.revision,
             )
         return self._local_cache[path]
 
@@ -76,11 +71,20 @@ class Located:
         if fmt == "custom":
             raise ValueError(f"{self.source.name}: layout {self.layout.name!r} is read by its recipe")
         for path in self.files[split]:
-            # `datasets` streams Parquet and plain JSON from the Hub; quirkier files are downloaded first.
-            if self.remote and (fmt == "parquet" or (fmt == "json" and "field" not in self.layout.options)):
+            # `datasets` streams Parquet from the Hub. Other files are downloaded into huggingface_hub's
+            # cache (resumable) and streamed by our readers: datasets' JSON loader fails a whole file on one
+            # undecodable or truncated line (ArrowInvalid), where ours counts that line and reads on.
+            if self.remote and fmt == "parquet":
                 yield from stream_with_datasets(fmt, [path])
             else:
                 yield from read_file(self.local_path(path), fmt, self.layout.options)
+
+
+def hub_download(repo_id: str, filename: str, revision: str) -> Path:
+    """One file of a dataset repo, through huggingface_hub's cache (HF_ENDPOINT and the token honoured)."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision))
 
 
 def stream_with_datasets(fmt: str, data_files: list[str]) -> Iterator[ReadItem]:

@@ -1,6 +1,7 @@
 """The Hub path, offline: the real hf:// URLs, layout fallback across mirror repos, and `datasets`
 streaming, with the Hub's file system replaced by local folders laid out as the Hub lays them out."""
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -64,7 +65,17 @@ def fake_hub(tmp_path, monkeypatch):
         return real_stream(fmt, [str(hub.local(u)) for u in urls])
 
     monkeypatch.setattr(locate_module, "stream_with_datasets", stream_local)
-    hub.seen = seen
+    downloads: list[tuple[str, str, str]] = []
+
+    def download(repo_id, filename, revision):
+        downloads.append((repo_id, filename, revision))
+        path = hub.root / repo_id / revision / filename
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        return path
+
+    monkeypatch.setattr(locate_module, "hub_download", download)
+    hub.seen, hub.downloads = seen, downloads
     return hub
 
 
@@ -139,3 +150,24 @@ def test_every_mlqa_layout_gone_is_one_message_naming_each_with_its_reason(fake_
 def test_a_download_source_is_not_looked_for_on_the_hub():
     with pytest.raises(SourceMissing, match="not on the Hub, pass --sources DIR"):
         locate(load_catalog()["news2016zh"], "hub")
+
+
+def test_a_hub_json_file_with_a_bad_line_is_downloaded_and_read_with_the_bad_line_counted(fake_hub, tmp_path):
+    """belle_2m's 1.9 GB JSON lines: datasets' JSON loader fails the whole file on one undecodable or
+    truncated line (ArrowInvalid); the file goes through huggingface_hub's cache and our reader instead."""
+    folder = fake_hub.root / "BelleGroup" / "train_2M_CN" / "main"
+    folder.mkdir(parents=True)
+    good = [{"instruction": f"写一句关于春天的诗{i}", "input": "", "output": f"春风又绿江南岸{i}"} for i in range(3)]
+    with (folder / "train_2M_CN.json").open("wb") as fh:
+        for row in good[:2]:
+            fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+        fh.write(b'{"instruction": "\xff\xfe", "input": "", "output": "x"}\n')
+        fh.write(b'{"instruction": "cut off\n')
+        fh.write((json.dumps(good[2], ensure_ascii=False) + "\n").encode())
+    result = build_source(load_catalog()["belle_2m"], BuildOptions(out=tmp_path / "out", sources="hub"))
+    assert result.status == "built", result.reason
+    assert result.counts.read == 5 and result.counts.written == 3
+    assert result.counts.dropped == {"undecodable_bytes": 1, "malformed_json": 1}
+    assert fake_hub.downloads == [("BelleGroup/train_2M_CN", "train_2M_CN.json", "main")]
+    rows = pq.read_table(tmp_path / "out" / "m3e" / "belle_2m").to_pylist()
+    assert [r["query"] for r in rows] == [r["instruction"] for r in good]
