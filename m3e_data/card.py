@@ -199,6 +199,37 @@ def _file_names(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _hq_settings(options: dict[str, Any]) -> list[str]:
+    """The hq stage's settings as sentences a reader can check (the manifest keeps the raw record)."""
+    config = options.get("config") or {}
+    stats = options.get("stats") or {}
+    minhash = stats.get("minhash") or {}
+    out = []
+    if minhash:
+        out.append(
+            f"- **Near dedup**: MinHash over character {minhash.get('ngram', 3)}-grams of each pair "
+            f"({minhash.get('num_perm')} permutations, datasketch's `{minhash.get('scheme')}` scheme with the "
+            f"`{minhash.get('hash')}` shingle hash, seed {minhash.get('seed')}), LSH with {stats.get('bands')} bands "
+            f"of {stats.get('rows')} rows, candidates verified exactly: a duplicate has the pair's 3-gram Jaccard "
+            f"≥ {config.get('jaccard', 0.8)} and each side's (query with query, positive with positive) "
+            f"≥ {config.get('side_jaccard', 0.5)}. Exact duplicates share the normalised (query, positive)."
+        )
+    overrides = {k: v for k, v in (("all sources", config.get("defaults")),) if v}
+    overrides.update({f"`{name}`": v for name, v in (config.get("sources") or {}).items() if v})
+    out.append(
+        "- **Quality thresholds**: m3e-data's defaults and the catalog's per-source settings"
+        + ("; changed for this build: " + "; ".join(f"{k}: `{json.dumps(v, ensure_ascii=False)}`"
+                                                      for k, v in overrides.items()) if overrides else "")
+        + "."
+    )
+    if "keep_eval_splits" in options:
+        out.append(
+            "- **Evaluation splits** of the sources (validation/test): "
+            + ("kept." if options["keep_eval_splits"] else "left out (they are evaluation data).")
+        )
+    return out
+
+
 def _build_section(
     staged: StagedRepo, manifest: dict[str, Any], emptied_ok: Any = lambda source: True
 ) -> str:
@@ -227,18 +258,21 @@ def _build_section(
     if isinstance(hq_options, dict) and hq_options:
         if isinstance(hq_options.get("decontaminate"), dict):
             hq_options = {**hq_options, "decontaminate": _file_names(hq_options["decontaminate"])}
-        out += ["", "hq options:", "", "```json", json.dumps(hq_options, ensure_ascii=False, indent=2), "```"]
+        out += ["", *_hq_settings(hq_options)]
     if hq:
         decontamination = hq_section.get("decontamination")
         if isinstance(decontamination, dict) and decontamination:
-            out += ["", "Decontamination (evaluation sets and the training rows removed for matching them):", "",
-                    "```json", json.dumps(_file_names(decontamination), ensure_ascii=False, indent=2), "```"]
+            out += ["", "Decontamination: training rows removed because their query or positive matched an evaluation "
+                    "set (exactly after normalisation, or MinHash Jaccard ≥ 0.8):", ""]
+            out += [f"- `{name}`: {n:,} rows" if isinstance(n, int) else f"- `{name}`: {json.dumps(n)}"
+                    for name, n in _file_names(decontamination).items()]
         else:
             out += ["", "No evaluation set was named for decontamination in this build."]
         overlap = hq_section.get("overlap")
         if isinstance(overlap, dict) and overlap:
-            out += ["", "Near-duplicates found across sources (one copy kept):", "",
-                    "```json", json.dumps(overlap, ensure_ascii=False, indent=2), "```"]
+            out += ["", "Duplicates across sources (the row dropped from the first, the copy kept in the second):", ""]
+            out += [f"- `{a}` → `{b}`: {n:,} rows" for a, kept in overlap.items() if isinstance(kept, dict)
+                    for b, n in kept.items()]
     out += [
         "",
         "*rows read* counts the source's own rows and *pairs kept* the pairs normalize made of them (a row can "

@@ -577,7 +577,8 @@ def run_hq(
     decisions, overlap, decon, (kept_ids,) = decide(out, sources, folders, cfg, eval_index, keep_eval_splits, on_progress)
 
     options = {
-        "config": {"defaults": cfg.defaults, "sources": cfg.sources, "jaccard": cfg.jaccard},
+        "config": {"defaults": cfg.defaults, "sources": cfg.sources, "jaccard": cfg.jaccard,
+                   "side_jaccard": cfg.side_jaccard},
         "stats": cfg.stats.record(),
         "decontaminate": {str(p): _file_digest(p) for p in eval_paths},
         "keep_eval_splits": keep_eval_splits,

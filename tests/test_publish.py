@@ -250,15 +250,25 @@ def test_card_parses_and_its_yaml_lists_every_config(hq: Path, tmp_path: Path):
 
 
 def test_card_reports_the_hq_drops_the_manifest_records(hq: Path, tmp_path: Path):
-    write_stage(hq.parent, "hq", {"options": {"near_dup_threshold": 0.8}, "sources": {
+    options = {"config": {"defaults": {"max_char_run": 9}, "sources": {"lcqmc": {"min_query_chars": 3}},
+                          "jaccard": 0.8, "side_jaccard": 0.5},
+               "stats": {"version": 2, "bands": 20, "rows": 6,
+                         "minhash": {"scheme": "affine32", "hash": "cp63", "num_perm": 128, "seed": 1, "ngram": 3}},
+               "decontaminate": {"/home/me/evals/t2ranking-dev.tsv": "0123"}, "keep_eval_splits": False}
+    write_stage(hq.parent, "hq", {"options": options, "sources": {
         "lcqmc": {"rows_in": 9, "rows_out": 4, "dropped": {"near_duplicate": 3, "too_short": 2}},
-    }, "decontamination": {"t2ranking-dev": {"lcqmc": 7}}})
+    }, "decontamination": {"/home/me/evals/t2ranking-dev.tsv": 7}, "overlap": {"lcqmc": {"paws_x": 2}}})
     prepared, _ = push(hq, REPO, dry_run=tmp_path / "staged")
     body = DatasetCard.load(prepared.card).text
     lcqmc = next(line for line in body.splitlines() if line.startswith("| `lcqmc` | ") and "near_duplicate" in line)
     assert "| 9 | 4 | near_duplicate 3, too_short 2 |" in lcqmc
-    assert "near_dup_threshold" in body
-    assert '"t2ranking-dev"' in body and "No evaluation set was named" not in body
+    # The settings read as sentences, with the numbers the build used.
+    assert "LSH with 20 bands of 6 rows" in body and "Jaccard ≥ 0.8" in body and "≥ 0.5" in body
+    assert 'all sources: `{"max_char_run": 9}`' in body and '`lcqmc`: `{"min_query_chars": 3}`' in body
+    assert "left out (they are evaluation data)" in body
+    assert "- `t2ranking-dev.tsv`: 7 rows" in body and "/home/me" not in body
+    assert "- `lcqmc` → `paws_x`: 2 rows" in body
+    assert "No evaluation set was named" not in body
     assert "does not record the hq stage" not in body
 
 
