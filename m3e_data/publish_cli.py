@@ -13,6 +13,20 @@ from m3e_data.hub_stage import StageError
 from m3e_data.publish import CommercialRefusal, PublishError, push
 
 
+def _warn_research_only(data_dir: Path) -> None:
+    """A public release republishes every row: say so before uploading sources licensed for research only."""
+    from m3e_data.catalog import load_catalog
+
+    catalog = load_catalog()
+    restricted = sorted(p.name for p in data_dir.iterdir()
+                        if p.is_dir() and p.name in catalog and "research" in catalog[p.name].license.spdx)
+    if restricted:
+        messages.print(
+            f"[yellow]warning[/]: {', '.join(restricted)} are licensed for research only, and some forbid "
+            "redistribution; a public repository republishes their rows. Consider --private or --commercial-only."
+        )
+
+
 @click.command("push")
 @click.argument("data_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--repo-id", required=True, help="The dataset repository, OWNER/NAME (e.g. me/m3e-hq).")
@@ -35,6 +49,8 @@ def push_command(
     One config per source plus `all` (the default), and a dataset card with licences, row counts, drop
     counts and citations. The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks a mirror.
     """
+    if not (commercial_only or private):
+        _warn_research_only(data_dir)
     try:
         prepared, url = push(
             data_dir, repo_id, commercial_only=commercial_only, private=private, dry_run=dry_run,

@@ -401,6 +401,12 @@ def test_dry_run_needs_no_token_and_never_calls_the_hub(hq: Path, tmp_path: Path
     assert "nothing uploaded" in result.output
     assert fake_hub.created == [] and fake_hub.uploads == []
     assert scan_staged(tmp_path / "d").rows == sum(input_counts(hq).values())
+    # A public release of research-only sources is flagged before anything is staged or sent.
+    said = " ".join(result.output.split())
+    assert "warning: belle_2m, bq," in said and "Consider --private or --commercial-only" in said
+    quiet = CliRunner().invoke(main, ["push", str(hq), "--repo-id", REPO, "--dry-run", str(tmp_path / "d"),
+                                      "--commercial-only"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
 
 
 # ---- a build that ran the hq stage; what a reader of the card must (not) see -------------------------
