@@ -105,6 +105,10 @@ def fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded: every source would fail the same way, so mining stops at once."""
+
+
 class LazyEncoder:
     """Loads the model on first use only: a rerun with every source done costs no model load."""
 
@@ -117,8 +121,11 @@ class LazyEncoder:
             from m3e_data.encoder import Encoder
 
             o = self.options
-            self._encoder = Encoder(o.model, revision=o.revision, device=o.device, batch_size=o.batch_size,
-                                    max_length=o.max_length, cache_dir=o.cache_dir)
+            try:
+                self._encoder = Encoder(o.model, revision=o.revision, device=o.device, batch_size=o.batch_size,
+                                        max_length=o.max_length, cache_dir=o.cache_dir)
+            except (OSError, ValueError, RuntimeError) as exc:  # no weights, no tokenizer, a bad config
+                raise ModelLoadError(f"cannot load the model {o.model!r}: {exc}") from exc
         return self._encoder
 
     def identity(self) -> tuple[str, str]:

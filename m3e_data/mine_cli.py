@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from m3e_data.console import messages, tables
-from m3e_data.mine import FAILED, MineOptions, SourceResult, mine
+from m3e_data.mine import FAILED, MineOptions, ModelLoadError, SourceResult, mine
 from m3e_data.mining import MiningParams, parse_range
 
 
@@ -116,7 +116,7 @@ def mine_command(
 
         try:
             results = mine(options, on_start=on_start, on_search=on_search, on_done=on_done, on_encode=on_encode)
-        except (FileNotFoundError, ValueError) as exc:
+        except (FileNotFoundError, ValueError, ModelLoadError) as exc:
             raise click.ClickException(str(exc)) from None
     tables().print(_summary(results))
     if any(r.status == FAILED for r in results):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -156,6 +157,18 @@ def test_cli(layout, tiny):
     bad = CliRunner().invoke(main, ["mine", "--in", str(layout / "m3e-hq"), "--out", str(layout / "o"),
                                     "--range", "9:3"])
     assert bad.exit_code != 0 and "MIN:MAX" in bad.output
+
+
+def test_a_model_that_cannot_load_stops_mining_once_with_a_clear_message(layout, tiny, tmp_path):
+    broken = tmp_path / "no-weights"
+    shutil.copytree(tiny, broken)
+    (broken / "model.safetensors").unlink()  # a half-copied model folder
+    result = CliRunner().invoke(main, ["mine", "--in", str(layout / "m3e-hq"), "--out", str(layout / "o"),
+                                       "--model", str(broken), "--device", "cpu"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    said = " ".join(result.output.split())
+    assert said.count("cannot load the model") == 1, result.output
+    assert not list((layout / "o").glob("*/_SUCCESS.json"))
 
 
 def test_a_run_over_some_sources_keeps_the_manifest_record_of_the_others(layout, tiny):

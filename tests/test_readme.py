@@ -20,3 +20,31 @@ def test_readme_lists_every_source_and_runs_the_ci_test_command():
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "python -m pytest -q" in ci and "python -m pytest -q" in text
     assert "m3e-data build --recipe all --sources demo" in text
+
+
+def test_the_walk_through_names_a_model_folder_that_exists_and_commands_that_parse(tmp_path, monkeypatch):
+    """The demo walk-through's commands: the model folder line gives a real model, and every m3e-data line
+    parses with the CLI's options (running them all is the demo, not a unit test)."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from m3e_data.cli import main
+
+    text = README.read_text(encoding="utf-8")
+    block = text.split("The whole way through on the demo data", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [line.split("  #", 1)[0].strip() for line in block.strip().splitlines()]
+    model_line = next(line for line in lines if line.startswith("MODEL="))
+    code = shlex.split(model_line.split("$(", 1)[1].rsplit(")", 1)[0])[2]
+    folder = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+    assert (folder / "config.json").is_file(), folder
+    commands = [shlex.split(line.replace('"$MODEL"', str(folder))) for line in lines if line.startswith("m3e-data ")]
+    assert [c[1] for c in commands] == ["build", "report", "mine", "push", "export", "train"]
+    monkeypatch.chdir(tmp_path)  # the folders the earlier steps would have made, for options that must exist
+    for made in ("out/demo/m3e-hq", "out/demo/m3e-hq-with-score"):
+        (tmp_path / made).mkdir(parents=True)
+    for argv in commands:
+        with main.make_context("m3e-data", argv[1:], resilient_parsing=False) as ctx:
+            sub = main.get_command(ctx, argv[1])
+            sub.make_context(argv[1], argv[2:], parent=ctx)  # raises on an unknown option or a missing one
