@@ -56,8 +56,11 @@ from m3e_data.store import (
 
 STAGE = "hq"
 REJECT_STAGES = ("eval_split", "quality", "decontaminate", "dedup")
-REJECT_SCHEMA = UNIFIED_SCHEMA.append(pa.field("reason", pa.string(), nullable=False)).append(
-    pa.field("kept_id", pa.string(), nullable=True)
+# kept_id: the row a duplicate's cluster kept; matched: the evaluation file a decontaminated row matched.
+REJECT_SCHEMA = (
+    UNIFIED_SCHEMA.append(pa.field("reason", pa.string(), nullable=False))
+    .append(pa.field("kept_id", pa.string(), nullable=True))
+    .append(pa.field("matched", pa.string(), nullable=True))
 )
 STATS_BATCH = 20_000  # pairs per pool task: bounds a worker's temporaries (~250 MB)
 LENGTH_BINS = (0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -294,6 +297,7 @@ class Decisions:
     stage: np.ndarray  # object: stage name or None
     reason: np.ndarray  # object
     kept_gidx: np.ndarray  # int64, -1 unless a duplicate
+    matched: np.ndarray | None = None  # object: the evaluation file's name where decontaminated
 
 
 def _texts_reader(sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray]) -> Callable[[np.ndarray], tuple[list[str], list[str]]]:
@@ -356,7 +360,7 @@ def decide(
         q_mask = q_reason.is_not_null().to_numpy() & (stage == None)  # noqa: E711 (elementwise on objects)
         stage[q_mask] = "quality"
         reason[q_mask] = np.array([f"quality:{r}" for r in q_reason.to_numpy()[q_mask]], dtype=object)
-        decisions.append(Decisions(stage, reason, np.full(n, -1, dtype=np.int64)))
+        decisions.append(Decisions(stage, reason, np.full(n, -1, dtype=np.int64), np.full(n, None, dtype=object)))
         meta_parts.append(
             stats.select(
                 pl.lit(s, pl.Int32).alias("s"),
@@ -412,6 +416,10 @@ def decide(
                 mask = np.zeros(n_alive, dtype=bool)
                 mask[g] = True
                 mark(mask, "decontaminate", "decontaminated")
+                # The file's name, not its path: rejects may be shared, and a path says nothing more.
+                d = decisions[s]
+                first = pl.DataFrame({"gidx": g, "file": hit["file"]}).unique("gidx", keep="first", maintain_order=True)
+                d.matched[loc_of[first["gidx"].to_numpy()]] = [Path(f).name for f in first["file"].to_list()]
                 dropped |= mask
                 decon_counts.update(hit["file"].to_list())
             if on_progress:
@@ -522,6 +530,8 @@ def write_source(
                         rej = batch.filter(pa.array(sel))
                         rej = conform(rej).append_column("reason", pa.array(d.reason[start:end][sel], pa.string()))
                         rej = rej.append_column("kept_id", pa.array(kept_id[start:end][sel], pa.string()))
+                        matched = d.matched[start:end][sel] if d.matched is not None else [None] * len(rej)
+                        rej = rej.append_column("matched", pa.array(matched, pa.string()))
                         writers[name].write(rej.cast(REJECT_SCHEMA))
                 start = end
             for name, w in writers.items():

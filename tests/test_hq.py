@@ -219,6 +219,7 @@ def test_decontamination_drops_matching_rows(demo, tmp_path):
     assert results["lcqmc"].dropped["decontaminated"] >= 1
     rejected = _rows(demo / "rejects" / "decontaminate" / "lcqmc")
     assert train[0]["id"] in {r["id"] for r in rejected}
+    assert {r["id"]: r["matched"] for r in rejected}[train[0]["id"]] == "dev.jsonl"  # which set, by file name
     assert read_manifest(demo)["stages"]["hq"]["decontamination"][str(evals)] >= 1
     assert read_manifest(demo)["stages"]["hq"]["decontamination"][str(unrelated)] == 0  # listed, with 0
 
