@@ -121,6 +121,11 @@ def _heat(share: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
+def _short(n: int) -> str:
+    """1024 -> 1k, 2047 -> 2k: bin labels that fit their column."""
+    return f"{round(n / 1024)}k" if n >= 1000 else str(n)
+
+
 def lengths_chart(sources: dict[str, dict[str, Any]], bins: list[int], side: str) -> str:
     """A heat map: one row per source, one column per length bin, shade = share of the source's kept rows."""
     label_w, cell_w, row_h = 170, 52, 18
@@ -128,8 +133,9 @@ def lengths_chart(sources: dict[str, dict[str, Any]], bins: list[int], side: str
     parts = []
     for j in range(len(bins)):
         lo, hi = edges[j], edges[j + 1]
-        label = f"{lo}+" if hi is None else f"{lo}-{hi - 1}"
-        parts.append(f'<text x="{label_w + j * cell_w + cell_w / 2}" y="12" text-anchor="middle">{label}</text>')
+        label = f"{_short(lo)}+" if hi is None else f"{_short(lo)}-{_short(hi - 1)}"
+        parts.append(f'<text x="{label_w + j * cell_w + cell_w / 2}" y="12" text-anchor="middle" '
+                     f'font-size="10">{label}</text>')
     for i, (name, src) in enumerate(sources.items()):
         hist = src.get("lengths", {}).get(side, [])
         total = sum(hist) or 1
