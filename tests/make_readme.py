@@ -60,10 +60,10 @@ def downloads_block() -> str:
     for s in load_catalog().values():
         if s.access.kind != "download":
             continue
-        files = {name for layout in s.access.layouts for names in layout.splits.values() for name in names}
+        split_files = {name for layout in s.access.layouts for names in layout.splits.values() for name in names}
         # Side files a layout names in its options (simclue's train_rank.json) are read too.
-        files |= {v for layout in s.access.layouts for v in layout.options.values() if isinstance(v, str)}
-        files = sorted(files)
+        side_files = {v for layout in s.access.layouts for v in layout.options.values() if isinstance(v, str)}
+        files = sorted(split_files | side_files)
         parts.append(
             f"- **{s.name}** — <{s.access.url}>. {_cell(s.access.how_to_get or '')} "
             f"Files read: {', '.join(f'`{f}`' for f in files)}."
