@@ -159,6 +159,7 @@ class HqSourceResult:
     stats_cached: bool = False
     written: bool = False
     lengths: dict[str, list[int]] = field(default_factory=dict)
+    duplicate_ids: int = 0  # rows whose id another row of the source already has (a source key that repeats)
 
     def by_stage(self) -> dict[str, dict[str, int]]:
         """Drops per stage per reason: {stage: {reason: rows}} (stages in order, only those that dropped)."""
@@ -176,6 +177,7 @@ class HqSourceResult:
             "through": self.through,
             "stats_cached": self.stats_cached,
             "lengths": self.lengths,
+            "duplicate_ids": self.duplicate_ids,
         }
 
 
@@ -611,6 +613,9 @@ def run_hq(
         for stage in REJECT_STAGES:
             left -= int((d.stage == stage).sum())
             r.through[stage] = left
+        # Rejects name rows by id and kept_id points to one: a source key that repeats makes them ambiguous.
+        ids = read_stats(folder, ["id"])["id"]
+        r.duplicate_ids = ids.len() - ids.n_unique()
         lens = read_stats(folder, ["q_len", "p_len"])
         keep = pl.Series(d.stage == None)  # noqa: E711
         r.lengths = {

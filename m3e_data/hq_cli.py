@@ -51,6 +51,10 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
             raise click.ClickException(str(exc)) from None
     section = hq_section(out)
     tables().print(summary_table(section))
+    for name, record in section.get("sources", {}).items():
+        if record.get("duplicate_ids"):
+            messages.print(f"[yellow]warning[/]: {name}: {record['duplicate_ids']:,} rows repeat another row's id "
+                           "(the source's own key is not unique), so rejects and kept_id can be ambiguous")
     for path, n in section.get("decontamination", {}).items():
         tables().print(f"decontaminated by {path}: {n:,} rows")
 

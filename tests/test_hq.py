@@ -285,3 +285,18 @@ def test_a_changed_side_jaccard_reruns_the_written_outputs(tmp_path):
     config.write_text("dedup: {side_jaccard: 0.0}\n", encoding="utf-8")
     assert hq.run_hq(out, config, workers=1)["cmrc2018"].rows_out == 1
     assert len(_rows(out / "m3e-hq" / "cmrc2018")) == 1
+
+
+def test_ids_that_repeat_are_counted_and_said(tmp_path):
+    """A source whose own key repeats (news2016zh uses news_id) gives rows that share an id: the stage says so."""
+    out = tmp_path / "out"
+    _write_source(out, "news2016zh", [("新款手机发布", "一家厂商发布了新款旗舰手机，续航提升三成。"),
+                                     ("本周末将迎来降雨", "气象台预计本周末江南地区将迎来一次明显降雨过程。")],
+                  homogeneous=False, task="summary")
+    part = out / "m3e" / "news2016zh" / "part-00000.parquet"
+    table = pq.read_table(part)
+    pq.write_table(table.set_column(0, "id", pa.array(["news2016zh/train/7"] * 2)), part)
+    result = CliRunner().invoke(main, ["hq", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "news2016zh: 1 rows repeat another row's id" in " ".join(result.output.split())
+    assert read_manifest(out)["stages"]["hq"]["sources"]["news2016zh"]["duplicate_ids"] == 1
