@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import click
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -387,3 +388,14 @@ def test_hub_layout_reads_every_training_split(tmp_path):
     assert stage == "hub" and not skipped
     assert {n: t.num_rows for n, t in tables.items()} == {"alpha": 20, "beta": 20}
     assert set(tables["alpha"]["split"].to_pylist()) == {"train"}
+
+
+def test_device_cuda_n_makes_that_gpu_the_only_visible_one():
+    from m3e_train.cli import one_gpu
+
+    assert one_gpu("cuda:1", {}) == ("cuda", "1")
+    assert one_gpu("cuda:1", {"CUDA_VISIBLE_DEVICES": "4,6,7"}) == ("cuda", "6")  # indexed as CUDA would
+    assert one_gpu("cuda:1", {"WORLD_SIZE": "2"}) == ("cuda:1", None)  # torchrun: each rank has its GPU
+    assert one_gpu("cpu", {}) == ("cpu", None) and one_gpu(None, {}) == (None, None)
+    with pytest.raises(click.BadParameter):
+        one_gpu("cuda:3", {"CUDA_VISIBLE_DEVICES": "0,1"})

@@ -6,9 +6,32 @@ Nothing heavy is imported here: torch, transformers and sentence-transformers lo
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import click
+
+
+def one_gpu(device: str | None, environ: dict[str, str]) -> tuple[str | None, str | None]:
+    """--device cuda:N for a single-process run, as (device, CUDA_VISIBLE_DEVICES to set or None).
+
+    The transformers trainer places the model on cuda:0 (and spreads a batch over every visible GPU), so
+    a chosen GPU is made the only visible one, before CUDA starts, and is then "cuda". An existing
+    CUDA_VISIBLE_DEVICES list is indexed, as CUDA itself would. Under torchrun each rank has its own GPU.
+    """
+    match = re.fullmatch(r"cuda:(\d+)", device or "")
+    if match is None or "WORLD_SIZE" in environ:
+        return device, None
+    index = int(match.group(1))
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        listed = [v.strip() for v in visible.split(",") if v.strip()]
+        if index >= len(listed):
+            raise click.BadParameter(f"{device}: CUDA_VISIBLE_DEVICES={visible} lists {len(listed)} GPU(s)",
+                                     param_hint="--device")
+        return "cuda", listed[index]
+    return "cuda", str(index)
 
 
 def _prompts(values: tuple[str, ...]) -> dict[str, str]:
@@ -78,6 +101,9 @@ def train(
 
     Runs under torchrun / accelerate launch as well; negatives are then gathered across devices.
     """
+    device, visible = one_gpu(device, dict(os.environ))
+    if visible is not None:  # before anything starts CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
     try:
         from m3e_train.run import TrainConfig
         from m3e_train.run import train as run_training
