@@ -300,6 +300,7 @@ class Decisions:
     reason: np.ndarray  # object
     kept_gidx: np.ndarray  # int64, -1 unless a duplicate
     matched: np.ndarray | None = None  # object: the evaluation file's name where decontaminated
+    duplicate_ids: int = 0  # rows repeating another row's id (rejects and kept_id name rows by id)
 
 
 def _texts_reader(sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray]) -> Callable[[np.ndarray], tuple[list[str], list[str]]]:
@@ -362,7 +363,8 @@ def decide(
         q_mask = q_reason.is_not_null().to_numpy() & (stage == None)  # noqa: E711 (elementwise on objects)
         stage[q_mask] = "quality"
         reason[q_mask] = np.array([f"quality:{r}" for r in q_reason.to_numpy()[q_mask]], dtype=object)
-        decisions.append(Decisions(stage, reason, np.full(n, -1, dtype=np.int64), np.full(n, None, dtype=object)))
+        decisions.append(Decisions(stage, reason, np.full(n, -1, dtype=np.int64), np.full(n, None, dtype=object),
+                                   stats["id"].len() - stats["id"].n_unique()))
         meta_parts.append(
             stats.select(
                 pl.lit(s, pl.Int32).alias("s"),
@@ -613,9 +615,7 @@ def run_hq(
         for stage in REJECT_STAGES:
             left -= int((d.stage == stage).sum())
             r.through[stage] = left
-        # Rejects name rows by id and kept_id points to one: a source key that repeats makes them ambiguous.
-        ids = read_stats(folder, ["id"])["id"]
-        r.duplicate_ids = ids.len() - ids.n_unique()
+        r.duplicate_ids = d.duplicate_ids
         lens = read_stats(folder, ["q_len", "p_len"])
         keep = pl.Series(d.stage == None)  # noqa: E711
         r.lengths = {
