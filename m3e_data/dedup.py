@@ -6,10 +6,20 @@ a source and across sources alike.
 - Exact: rows sharing a normalised (query, positive) key (order-free for s2s rows, see quality.pair_keys).
 - Near: MinHash LSH over the 3-grams of the whole pair. Each band's key is a column; a group-by per band
   turns buckets into candidate edges (every pair in a small bucket, a star to the bucket's first row in a
-  large one); a candidate is verified by `pair_similarity`: the exact Jaccard of the united 3-gram sets
-  (>= 0.8), and of each side with the other row's same side (>= 0.5) — the united sets alone make
-  different questions about one long passage "duplicates" (74% of cmrc2018's rows). Connected components
-  of the verified edges are the clusters. Nothing holds a per-row Python object, unlike datasketch's MinHashLSH (~3.4 KB a row).
+  large one); a candidate is verified exactly (`similarities`), by one of two rules:
+  - questions: where either row is s2p and its query is no longer than its positive (`question_rows`,
+    QUESTION_RATIO), the normalised queries must be equal (the exact-dedup normalisation: NFKC, lower case,
+    no whitespace, punctuation or symbols) and the positives' Jaccard >= 0.8. Sibling questions about one
+    passage differ in a word or a character (之前/之后, 参议院/众议院, 是/不是, 2018/2019): at that length no
+    3-gram Jaccard and no edit distance tells such a change from a typo, while the normalisation removes
+    exactly the noise a copy picks up (punctuation, spaces, full-/half-width forms, case), so anything
+    left that differs is content. A missed near-copy costs one redundant row; a merged sibling loses a
+    training example.
+  - other rows (s2s; s2p rows whose query is longer than the positive, such as an instruction with a
+    short answer): the united 3-gram sets' Jaccard >= 0.8 and each side's (query with query, positive
+    with positive; either orientation for two s2s rows) >= 0.5.
+  Connected components of the verified edges are the clusters. Nothing holds a per-row Python object,
+  unlike datasketch's MinHashLSH (~3.4 KB a row).
 - One rule decides which row of a cluster survives: `keep_order`.
 """
 
@@ -19,11 +29,18 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from m3e_data.minhash import hash_keys, shingle_batch
+from m3e_data.quality import normalize
 
 QUALITY_RANK = {"excellent": 0, "good": 1}
 ALL_PAIRS_BUCKET = 10  # buckets up to this size emit every pair; larger ones a star (they are near-copies)
+# An s2p row whose normalised query has at most QUESTION_RATIO times its positive's characters is a question
+# about the positive: the positive holds at least half of the pair's 3-grams, so the pair Jaccard cannot
+# see a changed word in the query, and a changed word makes another question (see near_duplicates).
+QUESTION_RATIO = 1.0
 
 
 def keep_order(rows: pl.DataFrame) -> np.ndarray:
@@ -181,26 +198,50 @@ def edge_jaccard(keys: np.ndarray, ptr: np.ndarray, a: np.ndarray, b: np.ndarray
     return out
 
 
-def pair_similarity(
+def similarities(
     queries: Sequence[str], positives: Sequence[str], a: np.ndarray, b: np.ndarray, swap: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """How alike pairs a[i] and b[i] are (indices into queries/positives), as two exact 3-gram Jaccards:
-    of the united pair sets (what the LSH bands estimate), and of the less alike side (query with query,
-    positive with positive). Where swap[i] (both rows s2s), the crossed orientation counts for the side.
-
-    The pair Jaccard alone is dominated by the longer side: two questions about one 300-character passage
-    score 0.95. The side Jaccard says whether both texts are the same text."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact 3-gram Jaccards of pairs a[i] and b[i] (indices into queries/positives): of the united pair
+    sets (what the LSH bands estimate), of query with query, and of positive with positive. Where swap[i]
+    (both rows s2s) and the crossed orientation (query with positive) is the more alike, the two side
+    figures are the crossed ones."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     keys, ptr = pair_sets(queries, positives)
     pair = edge_jaccard(keys, ptr, a, b)
     m = len(queries)
     keys, ptr = pair_sets(list(queries) + list(positives), [""] * (2 * m))  # rows: queries, then positives
-    side = np.minimum(edge_jaccard(keys, ptr, a, b), edge_jaccard(keys, ptr, a + m, b + m))
+    query, positive = edge_jaccard(keys, ptr, a, b), edge_jaccard(keys, ptr, a + m, b + m)
     if swap is not None and swap.any():
         s = np.flatnonzero(swap)
-        crossed = np.minimum(edge_jaccard(keys, ptr, a[s], b[s] + m), edge_jaccard(keys, ptr, a[s] + m, b[s]))
-        side[s] = np.maximum(side[s], crossed)
-    return pair, side
+        cq, cp = edge_jaccard(keys, ptr, a[s], b[s] + m), edge_jaccard(keys, ptr, a[s] + m, b[s])
+        crossed = np.minimum(cq, cp) > np.minimum(query[s], positive[s])
+        query[s] = np.where(crossed, cq, query[s])
+        positive[s] = np.where(crossed, cp, positive[s])
+    return pair, query, positive
+
+
+def pair_similarity(
+    queries: Sequence[str], positives: Sequence[str], a: np.ndarray, b: np.ndarray, swap: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """How alike pairs a[i] and b[i] are, as two exact 3-gram Jaccards: of the united pair sets, and of the
+    less alike side (query with query, positive with positive; where swap[i], either orientation).
+
+    The pair Jaccard alone is dominated by the longer side: two questions about one 300-character passage
+    score 0.95. The side Jaccard says whether both texts are the same text."""
+    pair, query, positive = similarities(queries, positives, a, b, swap)
+    return pair, np.minimum(query, positive)
+
+
+def question_rows(queries: Sequence[str], positives: Sequence[str], homogeneous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are questions about their positive (s2p, normalised query no longer than the positive),
+    and each row's normalised query (the exact-dedup normalisation: NFKC, lower case, no whitespace,
+    punctuation or symbols)."""
+    q = normalize(pa.array(list(queries), pa.string()))
+    p = normalize(pa.array(list(positives), pa.string()))
+    q_len = pc.utf8_length(q).to_numpy(zero_copy_only=False)
+    p_len = pc.utf8_length(p).to_numpy(zero_copy_only=False)
+    question = ~np.asarray(homogeneous, dtype=bool) & (q_len <= QUESTION_RATIO * p_len)
+    return question, np.array(q.to_pylist(), dtype=object)
 
 
 def near_duplicates(
@@ -213,7 +254,12 @@ def near_duplicates(
     side_threshold: float = 0.5,
 ) -> tuple[np.ndarray, pl.DataFrame]:
     """For each of n rows, the row its near-duplicate cluster keeps (itself when it survives), and the
-    verified edges (a, b, jaccard, side_jaccard: see pair_similarity).
+    verified edges (a, b, jaccard, side_jaccard, positive_jaccard, question: see `similarities` and
+    `question_rows`).
+
+    An edge where either row is a question about its positive (see QUESTION_RATIO) is a duplicate when the
+    normalised queries are equal and the positives' Jaccard >= threshold; any other edge when the pair
+    Jaccard >= threshold and each side's >= side_threshold.
 
     `texts(gidx)` returns the (queries, positives) of those rows; only rows in a candidate edge are read.
     `homogeneous` (bool by row) marks s2s rows, whose pairs also match in swapped order.
@@ -224,16 +270,24 @@ def near_duplicates(
     )
     if len(involved) == 0:
         return np.arange(n, dtype=np.int64), edges.with_columns(
-            pl.lit(0.0, pl.Float32).alias("jaccard"), pl.lit(0.0, pl.Float32).alias("side_jaccard")
+            *(pl.lit(0.0, pl.Float32).alias(c) for c in ("jaccard", "side_jaccard", "positive_jaccard")),
+            pl.lit(False).alias("question"),
         )
     queries, positives = texts(involved)
     ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
-    swap = homogeneous[ga] & homogeneous[gb] if homogeneous is not None else None
-    pair, side = pair_similarity(
-        queries, positives, np.searchsorted(involved, ga), np.searchsorted(involved, gb), swap
+    la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
+    s2s = homogeneous[involved] if homogeneous is not None else np.zeros(len(involved), dtype=bool)
+    pair, query, positive = similarities(queries, positives, la, lb, s2s[la] & s2s[lb])
+    question, norm_query = question_rows(queries, positives, s2s)
+    strict = question[la] | question[lb]
+    same_query = norm_query[la] == norm_query[lb]
+    side = np.minimum(query, positive)
+    duplicate = np.where(
+        strict, same_query & (positive >= threshold), (pair >= threshold) & (side >= side_threshold)
     )
-    verified = edges.with_columns(pl.Series("jaccard", pair), pl.Series("side_jaccard", side)).filter(
-        (pl.col("jaccard") >= threshold) & (pl.col("side_jaccard") >= side_threshold)
-    )
+    verified = edges.with_columns(
+        pl.Series("jaccard", pair), pl.Series("side_jaccard", side), pl.Series("positive_jaccard", positive),
+        pl.Series("question", strict),
+    ).filter(pl.Series(duplicate))
     labels = components(n, verified["a"].to_numpy(), verified["b"].to_numpy())
     return survivors(labels, rank), verified

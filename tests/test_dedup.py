@@ -10,7 +10,15 @@ import polars as pl
 import pytest
 
 from m3e_data.decontaminate import EvalFileError, EvalIndex, contaminated, read_eval_texts
-from m3e_data.dedup import components, exact_duplicates, keep_order, near_duplicates, survivors
+from m3e_data.dedup import (
+    components,
+    exact_duplicates,
+    keep_order,
+    near_duplicates,
+    pair_similarity,
+    question_rows,
+    survivors,
+)
 from m3e_data.minhash import band_keys, signatures
 from m3e_data.quality import StatsParams, band_columns, compute_stats
 
@@ -76,7 +84,7 @@ def test_planted_clusters_are_found_exactly():
     queries += [base_q, base_q, base_q, base_q]
     positives += [base_p, _edit(base_p, [40]), _edit(base_p, [10]), _edit(base_p, list(range(0, 80, 4)))]
     other_q, other_p = _sentence(rng, 15), _sentence(rng, 50)
-    queries += [other_q, other_q + "吗"]
+    queries += [other_q, other_q[:7] + " " + other_q[7:] + "？"]  # the same question, spaced and punctuated
     positives += [other_p, other_p]
     keep, verified = _near(queries, positives)
     dropped = {i: int(keep[i]) for i in range(len(queries)) if keep[i] != i}
@@ -144,6 +152,107 @@ def test_near_dedup_compares_pairs_not_a_query_with_its_positive():
     keep, verified = _near(queries, positives)
     assert verified.height == 0 and keep.tolist() == list(range(20))
 
+
+# Sibling questions over one passage (issue 11.6): each differs from the other by what a reader must answer.
+SIBLINGS = {
+    "before_after": ("公元前五世纪的希腊在这一时期之前出现了什么建筑类型？", "公元前五世纪的希腊在这一时期之后出现了什么建筑类型？"),
+    "content_word": ("奥地利学派的这位出生在维也纳的经济学家是什么理论的创始人？",
+                     "奥地利学派的这位出生在维也纳的经济学家是哪国人？"),
+    "chamber": ("二零一八年选举之后民主党在参议院有几个席位", "二零一八年选举之后民主党在众议院有几个席位"),
+    "negation": ("东晋时期的宗室司马晏最后为什么被杀害？", "东晋时期的宗室司马晏最后为什么没被杀害？"),
+    "entity": ("底特律第二浸信会教堂在一八六零年代由谁主持修建并且出资？", "底特律圣公会教堂在一八六零年代由谁主持修建并且出资？"),
+    "number": ("这座城市在2018年的常住人口一共有多少万人？", "这座城市在2019年的常住人口一共有多少万人？"),
+    "attribute": ("环氧氯丙烷这种有机化合物在工业上有什么特性？", "环氧氯丙烷这种有机化合物在工业上有什么用途？"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SIBLINGS))
+def test_sibling_questions_about_one_passage_are_not_merged(kind):
+    rng = random.Random(11)
+    passage = _sentence(rng, 300)
+    q1, q2 = SIBLINGS[kind]
+    # Under the pair rule alone these are duplicates: the passage carries the pair Jaccard, and one changed
+    # word leaves each query's Jaccard at >= 0.5 — the case the question rule exists for.
+    pair, side = pair_similarity([q1, q2], [passage, passage], np.array([0]), np.array([1]))
+    assert pair[0] >= 0.8 and side[0] >= 0.5
+    keep, verified = _near([q1, q2], [passage, passage])
+    assert keep.tolist() == [0, 1] and verified.height == 0
+    # The same passage copied with an edit changes nothing; the same question does merge.
+    keep, _ = _near([q1, q2, q1], [passage, passage, _edit(passage, [150])])
+    assert keep.tolist() == [0, 1, 0]
+
+
+def test_copies_of_one_question_with_surface_noise_are_merged():
+    """Punctuation, whitespace, full-/half-width forms and case: the noise copies pick up between sources."""
+    rng = random.Random(12)
+    passage = _sentence(rng, 300)
+    variants = [
+        "NBA在2019年的总决赛冠军是哪支球队？",
+        "NBA在2019年的总决赛冠军是哪支球队?",  # half-width question mark
+        "ＮＢＡ在２０１９年的总决赛冠军是哪支球队？",  # full-width Latin and digits
+        "nba 在 2019 年的总决赛冠军是哪支球队",  # case, spaces, no punctuation
+        "“NBA”在2019年的，总决赛冠军是哪支球队？！",  # quotes and stray punctuation
+    ]
+    positives = [passage, passage, _edit(passage, [20]), passage, _edit(passage, [200, 201])]
+    unrelated = _sentence(rng, 12)
+    keep, verified = _near([*variants, unrelated], [*positives, passage])
+    assert keep.tolist() == [0, 0, 0, 0, 0, 5]
+    assert verified["question"].all()
+    # A positive that is not near-identical makes another pair, even with the same question.
+    keep, _ = _near([variants[0], variants[1]], [passage, _edit(passage, list(range(0, 300, 5)))])
+    assert keep.tolist() == [0, 1]
+
+
+def test_s2s_rows_and_long_queries_keep_the_pair_rule():
+    rng = random.Random(13)
+    a, b = _sentence(rng, 30), _sentence(rng, 30)
+    changed = _edit(a, [15])
+    # s2s: one changed character in one of two 30-character sentences is still a near duplicate.
+    keep, verified = _near([a, changed], [b, b], homogeneous=[True, True])
+    assert keep.tolist() == [0, 0] and not verified["question"].any()
+    # The same rows as s2p: the query is no longer than the positive, so they are two questions.
+    keep, _ = _near([a, changed], [b, b])
+    assert keep.tolist() == [0, 1]
+    # s2p with a query longer than its positive (an instruction and a short answer): the pair rule.
+    long_q, short_p = _sentence(rng, 60), _sentence(rng, 20)
+    keep, _ = _near([long_q, _edit(long_q, [30])], [short_p, short_p])
+    assert keep.tolist() == [0, 0]
+    # An s2s row and a question row: the question rule, as the stricter of the two.
+    keep, _ = _near([a, changed], [b, b], homogeneous=[True, False])
+    assert keep.tolist() == [0, 1]
+
+
+def test_question_rows_compare_normalised_lengths():
+    q, p = ["问题？？？", "一二三四五六", "ＡＢ", "甲乙"], ["答案是这样的", "一二三", "abc!", "丙丁"]
+    question, norm = question_rows(q, p, np.array([False, False, False, True]))
+    # 2 <= 6; 6 > 3; "ab" (2) <= "abc" (3); s2s never.
+    assert question.tolist() == [True, False, True, False]
+    assert norm.tolist() == ["问题", "一二三四五六", "ab", "甲乙"]
+
+
+def test_real_cmrc2018_questions_over_one_passage_all_survive(shared_fixtures):
+    """200 real cmrc2018 questions over 52 passages. The pair rule merged one sibling pair here
+    (环氧氯丙烷有什么特性？ / 环氧氯丙烷有什么用途？); the question rule keeps every question, and still
+    merges a copy of a question that differs only in punctuation, spacing and width, over a passage with
+    an edited character."""
+    path = shared_fixtures / "cmrc2018" / "validation.hf_rows.jsonl"
+    raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    queries, positives = [r["question"] for r in raw], [r["context"] for r in raw]
+    i, j = queries.index("环氧氯丙烷有什么特性？"), queries.index("环氧氯丙烷有什么用途？")
+    pair, side = pair_similarity(queries, positives, np.array([i]), np.array([j]))
+    assert pair[0] >= 0.8 and side[0] >= 0.5
+    keep, _ = _near(queries, positives)
+    assert keep.tolist() == list(range(len(raw)))
+
+    def width(text: str) -> str:  # half-width ASCII to its full-width form, as some copies store it
+        return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+    copies = list(range(0, 200, 10))
+    noisy_q = [" " + width(queries[k]).replace("？", "?") + "。" for k in copies]
+    noisy_p = [positives[k][:50] + "○" + positives[k][51:] for k in copies]
+    keep, _ = _near(queries + noisy_q, positives + noisy_p)
+    assert keep[: len(raw)].tolist() == list(range(len(raw)))
+    assert keep[len(raw):].tolist() == copies
 
 # ---------------------------------------------------------------------------------------------------------
 # Decontamination
