@@ -212,7 +212,9 @@ def _hq_settings(options: dict[str, Any]) -> list[str]:
             f"`{minhash.get('hash')}` shingle hash, seed {minhash.get('seed')}), LSH with {stats.get('bands')} bands "
             f"of {stats.get('rows')} rows, candidates verified exactly: a duplicate has the pair's 3-gram Jaccard "
             f"≥ {config.get('jaccard', 0.8)} and each side's (query with query, positive with positive) "
-            f"≥ {config.get('side_jaccard', 0.5)}. Exact duplicates share the normalised (query, positive)."
+            f"≥ {config.get('side_jaccard', 0.5)}; but two questions about a passage (s2p rows whose query is no "
+            f"longer than the positive) are duplicates only with the same normalised query and positives of "
+            f"Jaccard ≥ {config.get('jaccard', 0.8)}. Exact duplicates share the normalised (query, positive)."
         )
     overrides = {k: v for k, v in (("all sources", config.get("defaults")),) if v}
     overrides.update({f"`{name}`": v for name, v in (config.get("sources") or {}).items() if v})

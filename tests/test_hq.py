@@ -275,16 +275,15 @@ def test_report_and_cli(demo, tmp_path):
 
 def test_a_changed_side_jaccard_reruns_the_written_outputs(tmp_path):
     """The dedup settings are part of the stage's key: changing one rewrites OUT/m3e-hq, not only the
-    manifest (questions sharing one passage are duplicates only when the side check is off)."""
+    manifest (s2s pairs sharing one long sentence are duplicates only when the side check is off)."""
     out = tmp_path / "out"
     passage = "白石港位于香港新界，是香港著名的渔港之一，建于十九世纪末，后来成为游客喜爱的海鲜美食地点，每年吸引大量游客前来品尝。"
-    _write_source(out, "cmrc2018", [("谁管理白石港？", passage), ("白石港建于哪一年？", passage)],
-                  homogeneous=False, task="qa")
-    assert hq.run_hq(out, workers=1)["cmrc2018"].rows_out == 2
+    _write_source(out, "lcqmc", [("谁管理白石港？", passage), ("白石港建于哪一年？", passage)])
+    assert hq.run_hq(out, workers=1)["lcqmc"].rows_out == 2
     config = tmp_path / "off.yaml"
     config.write_text("dedup: {side_jaccard: 0.0}\n", encoding="utf-8")
-    assert hq.run_hq(out, config, workers=1)["cmrc2018"].rows_out == 1
-    assert len(_rows(out / "m3e-hq" / "cmrc2018")) == 1
+    assert hq.run_hq(out, config, workers=1)["lcqmc"].rows_out == 1
+    assert len(_rows(out / "m3e-hq" / "lcqmc")) == 1
 
 
 def test_ids_that_repeat_are_counted_and_said(tmp_path):
