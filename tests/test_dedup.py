@@ -352,3 +352,35 @@ def test_exact_jaccard_is_right_across_chunk_boundaries(monkeypatch):
         sx = set(shingles(queries[x])) | set(shingles(positives[x]))
         sy = set(shingles(queries[y])) | set(shingles(positives[y]))
         assert got[i] == pytest.approx(len(sx & sy) / len(sx | sy) if sx | sy else 1.0)
+
+
+def test_hq_on_real_cmrc2018_keeps_siblings_and_drops_noisy_copies(tmp_path, shared_fixtures):
+    """Through build and the whole hq stage: every real question survives, and a copy of a question with
+    full-width/punctuation noise over its passage with one character edited is a near duplicate of it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from m3e_data.hq import run_hq
+    from tests.helpers import build_one
+
+    path = shared_fixtures / "cmrc2018" / "validation.hf_rows.jsonl"
+    raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    copies = []
+    for k in range(0, 200, 25):
+        row = dict(raw[k])
+        context = row["context"]
+        row.update(id=f"COPY_{k}", question=row["question"].replace("？", "?") + " ",
+                   context=context[:30] + "○" + context[31:])
+        copies.append(row)
+    snapshot = tmp_path / "src" / "cmrc2018" / "data"
+    snapshot.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(raw + copies), snapshot / "train-00000-of-00001.parquet")
+    build_one("cmrc2018", tmp_path / "out", sources=str(tmp_path / "src"), splits=["train"])
+    result = run_hq(tmp_path / "out", workers=1)["cmrc2018"]
+    assert result.rows_in == 200 + len(copies) and result.rows_out == 200, result.dropped
+    rejects = pl.read_parquet(tmp_path / "out" / "rejects" / "dedup" / "cmrc2018" / "*.parquet")
+    # Which of the two survives is keep_order's business (the smaller id: here the copy).
+    assert set(rejects["reason"]) == {"near_duplicate"}
+    assert {frozenset(r) for r in rejects.select("id", "kept_id").rows()} == {
+        frozenset((f"cmrc2018/train/COPY_{k}", f"cmrc2018/train/{raw[k]['id']}")) for k in range(0, 200, 25)
+    }
