@@ -162,8 +162,14 @@ def generate(n: int, out: Path, seed: int = 0) -> pl.DataFrame:
             group.append(base)
             original.append(base)
             level.append(0.95)
-    queries, positives = queries[:n], positives[:n]
-    source, group, original, level = source[:n], group[:n], original[:n], level[:n]
+    # Shuffled, so that the first m rows (--baseline-rows) hold planted copies too, not background alone.
+    order = rng.permutation(n)
+    where = np.empty(n, dtype=np.int64)
+    where[order] = np.arange(n)
+    queries, positives = [queries[i] for i in order], [positives[i] for i in order]
+    source, level = [source[i] for i in order], [level[i] for i in order]
+    group = [int(where[group[i]]) for i in order]
+    original = [int(where[original[i]]) if original[i] >= 0 else -1 for i in order]
     ids = [f"{SOURCES[s]}/train/{i:08d}" for i, s in enumerate(source)]
     truth = pl.DataFrame({"row": np.arange(n), "id": ids, "source": [SOURCES[s] for s in source],
                           "group": group, "original": original, "level": level})
@@ -367,7 +373,8 @@ def quality_figures(out: Path, truth: pl.DataFrame) -> dict[str, float]:
     """Recall of planted near duplicates and precision of the reported duplicates."""
     dropped = _dedup_rejects(out)
     cl = dict(zip(truth["row"].to_list(), _clusters(truth, dropped), strict=True))
-    planted = truth.filter(pl.col("original") >= 0, pl.col("duplicate"))
+    # In a subset (_subset) a copy's original may lie outside it.
+    planted = truth.filter(pl.col("original") >= 0, pl.col("duplicate"), pl.col("original").is_in(truth["row"].implode()))
     found = sum(cl[a] == cl[b] for a, b in zip(planted["row"].to_list(), planted["original"].to_list(), strict=True))
     recall = found / max(planted.height, 1)
     by_id = truth.select("id", "row", "group")
