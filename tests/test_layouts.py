@@ -328,3 +328,120 @@ def test_zhuiyi_copy_without_tables_is_an_error_naming_the_missing_files(tmp_pat
     assert result.status == FAILED
     assert "train.tables.json" in result.reason and "val.tables.json" in result.reason
     assert not (tmp_path / "out" / "m3e" / "zhuiyi_nl2sql").exists()
+
+
+# Hub snapshots vs upstream archives, written from the demo rows ------------------------------------------
+
+DEMO = Path(__file__).resolve().parents[1] / "m3e_data" / "demo"
+
+
+def _squad_from_rows(rows: list[dict]) -> str:
+    """The SQuAD v1.1 document holding `rows` (one paragraph per context, questions in row order)."""
+    paragraphs: dict[str, list[dict]] = {}
+    for r in rows:
+        answers = [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"],
+                                                                  strict=True)]
+        paragraphs.setdefault(r["context"], []).append({"id": r["id"], "question": r["question"], "answers": answers})
+    data = [{"title": "", "paragraphs": [{"context": c, "qas": qas}]} for c, qas in paragraphs.items()]
+    return json.dumps({"version": "1.1", "data": data}, ensure_ascii=False)
+
+
+def _copy_demo(name: str):
+    def write(root: Path) -> None:
+        for path in (DEMO / name).rglob("*"):
+            if path.is_file():
+                target = root / path.relative_to(DEMO / name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(path.read_bytes())
+    return write
+
+
+def _squad_archive(name: str, files: dict[str, str]):
+    def write(root: Path) -> None:
+        for split, file in files.items():
+            demo = next((DEMO / name).rglob(f"{split}*.parquet"), None) or next((DEMO / name).rglob(f"{split}/*.parquet"))
+            write_text(root / "downloads" / file, _squad_from_rows(pq.read_table(demo).to_pylist()))
+    return write
+
+
+def test_dureader_robust_parquet_export_and_upstream_tarball_give_the_same_rows(tmp_path):
+    files = {s: f"dureader_robust-data/{f}.json" for s, f in (("train", "train"), ("validation", "dev"), ("test", "test"))}
+    same_rows("dureader_robust", tmp_path, {
+        "parquet-export": _copy_demo("dureader_robust"), "squad-tarball": _squad_archive("dureader_robust", files),
+    })
+
+
+def test_mlqa_parquet_and_translate_train_tarball_give_the_same_rows(tmp_path):
+    files = {s: f"mlqa-translate-train/zh_squad-translate-train-{f}-v1.1.json" for s, f in (("train", "train"),
+                                                                                            ("validation", "dev"))}
+    same_rows("mlqa", tmp_path, {"parquet-pr5": _copy_demo("mlqa"), "squad-tarball": _squad_archive("mlqa", files)})
+
+
+def _wiki_tsv(root: Path) -> None:
+    import gzip
+
+    for kind in ("insertions", "deletions"):
+        rows = pq.read_table(DEMO / "wiki_atomic_edits" / f"chinese_{kind}" / "train" / "0000.parquet").to_pylist()
+        # The upstream TSV: a header, one edit per line, no trailing newline inside the edited sentence.
+        text = "base_sentence\tphrase\tedited_sentence\n" + "".join(
+            f"{r['base_sentence']}\t{r['phrase']}\t{r['edited_sentence'].rstrip()}\n" for r in rows)
+        path = root / "wiki-atomic-edits" / "chinese" / f"{kind}.tsv.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(text.encode()))
+
+
+def test_wiki_atomic_edits_parquet_export_and_google_tsv_give_the_same_rows(tmp_path):
+    same_rows("wiki_atomic_edits", tmp_path, {"parquet-export": _copy_demo("wiki_atomic_edits"), "tsv": _wiki_tsv})
+
+
+def _webqa_export(root: Path) -> None:
+    schema = pa.schema([("id", pa.int64()), ("input", pa.string()), ("output", pa.string())])
+    for split, file in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        rows = [json.loads(line) for line in (DEMO / "webqa" / f"{file}.json").read_text("utf-8").splitlines()
+                if line.strip()]
+        parquet(root / "default" / split / "0000.parquet", rows, schema)
+
+
+def test_webqa_json_and_parquet_export_give_the_same_rows(tmp_path):
+    same_rows("webqa", tmp_path, {"json": _copy_demo("webqa"), "parquet-export": _webqa_export})
+
+
+CINLID = [("画龙点睛", "锦上添花", "entailment"), ("画龙点睛", "画蛇添足", "contradiction"),
+          ("画龙点睛", "龙飞凤舞", "neutral"), ("守口如瓶", "缄口不言", "entailment")]
+
+
+def test_cinlid_jsonl_and_luge_gbk_copies_give_the_same_rows(tmp_path):
+    def jsonl_copy(root: Path) -> None:
+        write_text(root / "cinlid.json", jsonl([{"sentence1": a, "sentence2": b, "label": y} for a, b, y in CINLID]))
+
+    def luge_copy(root: Path) -> None:
+        data = {"data": [{"phrase1": a, "phrase2": b, "label": y} for a, b, y in CINLID]}
+        write_text(root / "CINLID" / "train.json", json.dumps(data, ensure_ascii=False), encoding="gbk")
+
+    rows = same_rows("cinlid", tmp_path, {"jsonl": jsonl_copy, "luge-gbk": luge_copy})
+    assert [(r[2], r[3], r[4]) for r in rows] == [("画龙点睛", "锦上添花", ["画蛇添足"]), ("守口如瓶", "缄口不言", [])]
+
+
+REVIEWS = {"train": [("zh_0001", "质量很好", "衣服做工精细，穿着很舒服。", "zh"), ("de_0001", "Gut", "Sehr gut.", "de")],
+           "validation": [("zh_0002", "物流太慢", "等了两个星期才到货。", "zh")],
+           "test": [("zh_0003", "性价比高", "这个价格能买到这样的耳机很值。", "zh")]}
+
+
+def _review_rows(split: str) -> list[dict]:
+    return [{"review_id": i, "product_id": f"p{i}", "reviewer_id": f"r{i}", "stars": 4, "review_body": body,
+             "review_title": title, "language": lang, "product_category": "apparel"}
+            for i, title, body, lang in REVIEWS[split]]
+
+
+def test_amazon_reviews_multi_json_lines_and_old_parquet_export_give_the_same_rows(tmp_path):
+    def s3_json(root: Path) -> None:
+        for split, file in (("train", "train"), ("validation", "dev"), ("test", "test")):
+            write_text(root / "json" / file / f"dataset_zh_{file}.json", jsonl(_review_rows(split)))
+
+    def export(root: Path) -> None:
+        for split in REVIEWS:
+            parquet(root / "zh" / split / "0000.parquet", _review_rows(split))
+
+    rows = same_rows("amazon_reviews_multi", tmp_path, {"json": s3_json, "parquet-export": export})
+    assert [r[1] for r in rows] == ["amazon_reviews_multi/train/zh_0001", "amazon_reviews_multi/validation/zh_0002",
+                                    "amazon_reviews_multi/test/zh_0003"]
