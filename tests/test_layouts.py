@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from m3e_data.build import FAILED, BuildOptions, build
 from m3e_data.catalog import how_to_get, load_catalog
+from m3e_data.locate import SourceMissing, locate
 from tests.helpers import build_one
 from tests.make_demo import jsonl, write_text
 from tests.make_readme import downloads_block
@@ -68,6 +70,16 @@ def test_readme_download_section_lists_every_source_with_a_download_layout():
                 assert f"**{source.name}**" in block, source.name
                 for names in layout.splits.values():
                     assert all(f"`{n}`" in block for n in names), (source.name, layout.name)
+
+
+def test_missing_source_names_how_to_get_each_download_layout(tmp_path):
+    for source in load_catalog().values():
+        (tmp_path / source.name).mkdir()
+        with pytest.raises(SourceMissing) as err:
+            locate(source, str(tmp_path))
+        for layout in source.access.layouts:
+            if layout.by_name:
+                assert " ".join((layout.how_to_get or source.access.how_to_get).split()) in str(err.value)
 
 
 # ocnli: clue/clue Parquet vs CLUE's upstream JSON lines ---------------------------------------------------
