@@ -457,3 +457,13 @@ def test_amazon_reviews_multi_json_lines_and_old_parquet_export_give_the_same_ro
     rows = same_rows("amazon_reviews_multi", tmp_path, {"json": s3_json, "parquet-export": export})
     assert [r[1] for r in rows] == ["amazon_reviews_multi/train/zh_0001", "amazon_reviews_multi/validation/zh_0002",
                                     "amazon_reviews_multi/test/zh_0003"]
+
+
+def _xlsum_jsonl(root: Path) -> None:
+    for split, file in (("train", "train"), ("validation", "val"), ("test", "test")):
+        rows = pq.read_table(next((DEMO / "xlsum").rglob(f"{split}/*.parquet"))).to_pylist()
+        write_text(root / "chinese_simplified_XLSum_v2.0" / f"chinese_simplified_{file}.jsonl", jsonl(rows))
+
+
+def test_xlsum_parquet_export_and_upstream_jsonl_give_the_same_rows(tmp_path):
+    same_rows("xlsum", tmp_path, {"parquet-export": _copy_demo("xlsum"), "xlsum-jsonl": _xlsum_jsonl})
