@@ -2,8 +2,9 @@
 
 A local directory mirrors where the data comes from: for a Hub source, `DIR/<source>/` is a snapshot of
 the repo at the revision the layout reads (`hf download --repo-type dataset <repo> --local-dir
-DIR/<source>`), so layout paths are relative to it; for a download source it is the extracted archive,
-and each file is found by name at any depth. The catalog's layouts are tried in order; when none matches,
+DIR/<source>`), so layout paths are relative to it; for a download layout (every layout of a download
+source, and a Hub source's layouts marked `by_name`) it is the extracted archive, and each file is found by
+name at any depth. The catalog's layouts are tried in order; when none matches,
 the error names every layout tried and where to get the data.
 """
 
