@@ -285,6 +285,9 @@ def test_cmrc2018_hub_parquet_and_squad_json_give_the_same_rows(tmp_path):
     rows = same_rows("cmrc2018", tmp_path, {"parquet": _cmrc_hub, "squad-json": _cmrc_squad})
     assert [r[1] for r in rows] == ["cmrc2018/train/TRAIN_1_QUERY_0", "cmrc2018/train/TRAIN_1_QUERY_1",
                                     "cmrc2018/validation/DEV_1_QUERY_0", "cmrc2018/test/TRIAL_1_QUERY_0"]
+    for layout in ("parquet", "squad-json"):  # the trial set's empty question: 1,000 pairs of 1,002, not 1,002
+        _, result = rows_of("cmrc2018", tmp_path / layout / "src", tmp_path / layout / "again", layout)
+        assert result.splits["test"].read == 2 and result.splits["test"].dropped == {"empty_text": 1}
 
 
 def test_cmrc2018_real_dev_squad_json_matches_the_hub_rows(tmp_path, shared_fixtures):
