@@ -14,9 +14,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from m3e_data.build import FAILED, BuildOptions, build
-from m3e_data.catalog import how_to_get, load_catalog
+from m3e_data.catalog import CatalogError, how_to_get, load_catalog, manifests_dir, parse_source
 from m3e_data.locate import SourceMissing, locate
 from tests.helpers import build_one
 from tests.make_demo import jsonl, write_text
@@ -60,6 +61,17 @@ def test_every_layout_says_how_to_get_it():
                 assert "hf download" not in text, (source.name, layout.name)
             else:
                 assert text.startswith("hf download --repo-type dataset "), (source.name, layout.name)
+
+
+def test_a_download_layout_of_a_hub_source_without_how_to_get_is_a_catalog_error():
+    data = yaml.safe_load((manifests_dir() / "bq.yaml").read_text("utf-8"))
+    tsv = next(layout for layout in data["access"]["layouts"] if layout.get("by_name"))
+    del tsv["how_to_get"]
+    with pytest.raises(CatalogError, match=r"layouts\[2\]\.how_to_get' is missing"):
+        parse_source(data, "bq.yaml")
+    tsv["by_name"] = "yes"
+    with pytest.raises(CatalogError, match="by_name' must be bool"):
+        parse_source(data, "bq.yaml")
 
 
 def test_readme_download_section_lists_every_source_with_a_download_layout():
