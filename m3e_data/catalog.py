@@ -62,6 +62,11 @@ class Layout:
     revision: str | None = None  # Hub only: overrides the source's revision (e.g. refs/convert/parquet)
     repo_id: str | None = None  # Hub only: a mirror repo holding the same data in another layout
     options: dict[str, Any] = field(default_factory=dict)  # reader options: columns, header, field, ...
+    # A download layout (an upstream archive): files are found by name at any depth, not at a Hub path.
+    # Every layout of a download source is one; a Hub source marks its download layouts with `by_name`.
+    by_name: bool = False
+    how_to_get: str | None = None  # how a user gets this layout's files (download layouts)
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ class _Fields:
         return _Fields(self.get(key, dict), self.where, self._name(key))
 
 
-def _layout(data: Any, where: str, path: str) -> Layout:
+def _layout(data: Any, where: str, path: str, kind: str) -> Layout:
     f = _Fields(data, where, path)
     splits_raw = f.get("splits", dict)
     splits: dict[str, tuple[str, ...]] = {}
@@ -169,6 +174,9 @@ def _layout(data: Any, where: str, path: str) -> Layout:
         revision=f.text("revision", optional=True),
         repo_id=f.text("repo_id", optional=True),
         options=f.get("options", dict, optional=True, default={}),
+        by_name=kind == "download" or f.get("by_name", bool, optional=True, default=False),
+        how_to_get=f.text("how_to_get", optional=True),
+        url=f.text("url", optional=True),
     )
 
 
@@ -177,7 +185,9 @@ def _access(f: _Fields) -> Access:
     layouts_raw = f.get("layouts", list)
     if not layouts_raw:
         raise CatalogError(f"{f.where}: field '{f._name('layouts')}' is empty")
-    layouts = tuple(_layout(x, f.where, f"{f._name('layouts')}[{i}]") for i, x in enumerate(layouts_raw))
+    layouts = tuple(
+        _layout(x, f.where, f"{f._name('layouts')}[{i}]", kind) for i, x in enumerate(layouts_raw)
+    )
     access = Access(
         kind=kind,
         layouts=layouts,
@@ -188,7 +198,35 @@ def _access(f: _Fields) -> Access:
     )
     if access.repo_id is not None and "/" not in access.repo_id:
         raise CatalogError(f"{f.where}: field '{f._name('repo_id')}' must be namespaced (owner/name)")
+    for i, layout in enumerate(layouts):
+        # A Hub layout's way to get it is a snapshot command; a download layout needs its own words (a Hub
+        # source's download layouts each name their archive, so the source-wide text does not count there).
+        if layout.by_name and not (layout.how_to_get or (kind == "download" and access.how_to_get)):
+            raise CatalogError(
+                f"{f.where}: field '{f._name('layouts')}[{i}].how_to_get' is missing (a download layout)"
+            )
     return access
+
+
+def how_to_get(source: Source, layout: Layout) -> str:
+    """How a user gets the files of one layout: its own text, the source's, or the Hub snapshot command."""
+    a = source.access
+    if layout.by_name:
+        text = layout.how_to_get or a.how_to_get or ""
+        url = layout.url or a.url
+        return text + (f" ({url})" if url and url not in text else "")
+    revision = layout.revision or a.revision
+    return (
+        f"hf download --repo-type dataset {layout.repo_id or a.repo_id}"
+        f"{'' if revision == 'main' else f' --revision {revision}'} --local-dir DIR/{source.name}"
+    )
+
+
+def layout_files(layout: Layout) -> list[str]:
+    """The file names (or patterns) a layout reads: its splits' and the side files its options name."""
+    split_files = {name for names in layout.splits.values() for name in names}
+    side_files = {v for v in layout.options.values() if isinstance(v, str) and "." in v}
+    return sorted(split_files | side_files)
 
 
 def _license(f: _Fields) -> License:

@@ -2,8 +2,9 @@
 
 A local directory mirrors where the data comes from: for a Hub source, `DIR/<source>/` is a snapshot of
 the repo at the revision the layout reads (`hf download --repo-type dataset <repo> --local-dir
-DIR/<source>`), so layout paths are relative to it; for a download source it is the extracted archive,
-and each file is found by name at any depth. The catalog's layouts are tried in order; when none matches,
+DIR/<source>`), so layout paths are relative to it; for a download layout (every layout of a download
+source, and a Hub source's layouts marked `by_name`) it is the extracted archive, and each file is found by
+name at any depth. The catalog's layouts are tried in order; when none matches,
 the error names every layout tried and where to get the data.
 """
 
@@ -16,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
-from m3e_data.catalog import Layout, Source
+from m3e_data.catalog import Layout, Source, how_to_get
 from m3e_data.readers import ReadItem, read_file
 
 DEMO = "demo"
@@ -120,9 +121,9 @@ def _match_local(root: Path, pattern: str, by_name: bool) -> list[Path]:
 
 
 def _locate_local(source: Source, root: Path, splits: list[str] | None, origin: str) -> Located:
-    by_name = source.access.kind == "download"
     tried = []
     for layout in source.access.layouts:
+        by_name = layout.by_name  # download layouts, of download and Hub sources alike
         wanted = [s for s in layout.splits if splits is None or s in splits]
         files: dict[str, list[str]] = {}
         for split in wanted:
@@ -151,12 +152,13 @@ def _missing_message(source: Source, where: Path | str, tried: list[str]) -> str
             f"get it with `hf download --repo-type dataset {first.repo_id or a.repo_id}"
             f"{'' if revision == 'main' else f' --revision {revision}'} --local-dir {local}`"
         )
-        if a.how_to_get:  # a layout that is a download (an upstream archive), not a Hub snapshot
-            get += f"; or: {a.how_to_get}" + (f" ({a.url})" if a.url else "")
+        for layout in a.layouts:  # a layout that is a download (an upstream archive), not a Hub snapshot
+            if layout.by_name:
+                get += f"; or ({layout.name}): {how_to_get(source, layout)}"
         if not isinstance(where, Path):
             get += "; then build with --sources DIR"
     else:
-        get = f"get it: {a.how_to_get} ({a.url})"
+        get = "get it: " + "; or: ".join(dict.fromkeys(how_to_get(source, layout) for layout in a.layouts))
     return f"{source.name}: no data at {where}; tried {' / '.join(tried) or 'nothing'}; {get}"
 
 

@@ -2,8 +2,9 @@
 
 M3E's rule: answerable questions only (unanswerable ones carry `is_impossible: true` and `answers: []`),
 train + dev of squad-zen: the repo's README counts 68,213 + 8,326 = 76,539 answerable questions, the card
-76,449 pairs (not re-counted here: the squad-zen files were not reachable). The squad_2.0 copy (train-v2.0-zh.json, dev-v2.0-zh.json) is read when squad-zen is absent,
-then squad_1.1. Ids are positions, not SQuAD ids: squad-zen merges two translations of the same questions,
+76,449 pairs (not re-counted here: the squad-zen files were not reachable). The squad_2.0 copy
+(train-v2.0-zh.json, dev-v2.0-zh.json: 46,530 + 3,991 = 50,521 answerable questions) is read when squad-zen
+is absent, then squad_1.1. Ids are positions, not SQuAD ids: squad-zen merges two translations of the same questions,
 so a SQuAD id is not known to be unique in it.
 """
 

@@ -6,6 +6,7 @@ rows) and luge's GBK-encoded {"data": [{phrase1, phrase2, label}]} (106,832 pair
 entailment / neutral / contradiction. The source is small (~100k rows), so a split is grouped by premise.
 """
 
+from m3e_data.labels import CONTRADICTION, ENTAILMENT, label, label_of
 from m3e_data.recipe import Pair, Skip
 
 
@@ -17,20 +18,13 @@ def hypothesis(row):
     return row["sentence2"] if "sentence2" in row else row["phrase2"]
 
 
-def label(row):
-    return str(row["label"]).strip().lower()
-
-
-def _contradiction(row):
-    # A sibling row with a missing field must not fail the row it would give a negative to.
-    return str(row.get("label", "")).strip().lower() == "contradiction"
-
-
 GROUP_BY = premise
 
 
 def to_pairs(row, ctx):
-    if label(row) != "entailment":
+    if label(row.get("label")) != ENTAILMENT:
         raise Skip("label_not_entailment")
-    negatives = [r.get("sentence2", r.get("phrase2")) for r in ctx.group if _contradiction(r)]
+    # A sibling row with a missing field must not fail the row it would give a negative to.
+    siblings = [r for r in ctx.group if label_of(r.get("label")) == CONTRADICTION]
+    negatives = [r.get("sentence2", r.get("phrase2")) for r in siblings]
     yield Pair(premise(row), hypothesis(row), negatives)

@@ -6,6 +6,7 @@ Some dev/test rows hold the placeholder "NS" (no sentence) instead of a translat
 and never serve as negatives. The id is the PAWS-X row id where the layout has one.
 """
 
+from m3e_data.labels import label, label_of
 from m3e_data.recipe import Pair, Skip
 
 GROUP_BY = "sentence1"
@@ -20,7 +21,7 @@ def _negative(row, positive):
     """The sibling's sentence2 when it is a usable negative; a malformed sibling (a TSV row cut short, a
     null text) is no negative and must not fail the row it would serve."""
     text = row.get("sentence2")
-    if not isinstance(text, str) or str(row.get("label")).strip() != "0":
+    if not isinstance(text, str) or label_of(row.get("label"), {}) != 0:
         return None
     text = text.strip()
     # Machine translation sometimes makes a word-swap partner identical to the paraphrase: not a negative.
@@ -30,7 +31,7 @@ def _negative(row, positive):
 def to_pairs(row, ctx):
     if is_placeholder(row):
         raise Skip("ns_placeholder")
-    if str(row["label"]).strip() != "1":
+    if label(row.get("label"), {}) != 1:
         raise Skip("label_not_1")
     positive = row["sentence2"].strip()
     negatives = [n for r in ctx.group if (n := _negative(r, positive)) is not None]

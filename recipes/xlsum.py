@@ -1,7 +1,8 @@
 """xlsum (chinese_simplified): title -> summary and title -> text, every split.
 
 M3E's rule: two pairs per article, 2 × (37,362 + 4,670 + 4,670) = 2 × 46,702 = 93,404 pairs, read from the
-Parquet export of the script repo. `text` is a whole BBC article: it is cut at the last sentence end within
+Parquet export of the script repo or from the upstream JSON lines (chinese_simplified_{train,val,test}.jsonl
+of the XLSum v2.0 archive, the same rows). `text` is a whole BBC article: it is cut at the last sentence end within
 `max_text_chars` (the default, 1,024 characters, is twice what a 512-token encoder reads, so training sees
 what M3E's did; 0 keeps the whole article). `positives` picks which pairs to make. Ids are
 `<article id>-summary` and `<article id>-text`.

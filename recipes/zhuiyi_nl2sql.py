@@ -10,13 +10,18 @@ three paraphrased questions share one SQL string. Two layouts:
   codes); the SQL string is built from it and the table's `header`, e.g.
   `SELECT MAX(票价) FROM Table_9ab1 WHERE 城市 == "杭州" and 座位数 > 100` (text values quoted, numbers not).
 
-Tables are looked up in `<questions>.tables.json` beside each question file, whichever layout matched.
+One canonical SQL string whatever the layout: wherever a row holds the structured `sql` and its table is
+known, the string is built from them (luge rows carry both, and their own SQL text is written differently
+from TableQA's); a row with only a SQL string keeps it. Tables are looked up in `<questions>.tables.json`
+beside each question file, whichever layout matched. A question file whose rows need tables but has no
+tables file beside it is an error naming every such file, not a split of `unknown_table` drops.
 """
 
 from pathlib import Path
 
 from m3e_recipes.dusql import sql_pair
 
+from m3e_data.locate import SourceMissing
 from m3e_data.readers import BadRow, iter_json
 from m3e_data.recipe import Pair, Skip
 
@@ -35,21 +40,45 @@ def _load_tables(path: Path) -> dict[str, dict]:
     return tables
 
 
+def _tables_file(path: Path) -> Path:
+    return path.with_name(path.stem + TABLES_SUFFIX)
+
+
+def _question_files(located, split) -> list[Path]:
+    paths = (located.local_path(name) for name in located.files[split])
+    return [p for p in paths if not p.name.endswith(TABLES_SUFFIX)]
+
+
+def _missing_tables(located) -> str:
+    missing = [
+        str(_tables_file(p)) for split in located.splits for p in _question_files(located, split)
+        if not _tables_file(p).is_file()
+    ]
+    return (
+        f"{located.source.name}: the questions' SQL is built from their tables, but these tables files are "
+        f"missing: {', '.join(missing)}; put each beside its question file (TableQA ships them together)"
+    )
+
+
 def read(located, split, ctx):
-    for name in located.files[split]:
-        path = located.local_path(name)
-        if path.name.endswith(TABLES_SUFFIX):
-            continue
-        side = path.with_name(path.stem + TABLES_SUFFIX)
-        tables = _load_tables(side) if side.is_file() else {}
+    for path in _question_files(located, split):
+        side = _tables_file(path)
+        tables = _load_tables(side) if side.is_file() else None
         for row in iter_json(path):
-            if not isinstance(row, BadRow) and not _has_sql_string(row):
-                row["_table"] = tables.get(row.get("table_id"))
+            if not isinstance(row, BadRow) and _structured(row):
+                if tables is None and not _has_sql_string(row):
+                    raise SourceMissing(_missing_tables(located))
+                row["_table"] = None if tables is None else tables.get(row.get("table_id"))
             yield row
 
 
+def _structured(row):
+    """A TableQA-style question: `table_id` and `sql {sel, agg, conds}` (luge rows have them too)."""
+    sql = row.get("sql")
+    return "table_id" in row and isinstance(sql, dict) and {"sel", "agg", "conds"} <= sql.keys()
+
+
 def _has_sql_string(row):
-    # luge rows carry the SQL string (and a structured `sql` dict too); TableQA rows only the dict.
     return "query" in row or "sql_query" in row
 
 
@@ -82,10 +111,10 @@ def build_sql(sql, table):
 
 
 def to_pairs(row, ctx):
-    if _has_sql_string(row):
-        yield sql_pair(row)  # ids are positions: luge's question_id is not documented as unique
-        return
     table = row.get("_table")
-    if table is None:
+    if table is not None:
+        yield Pair(row["question"], build_sql(row["sql"], table))
+    elif _has_sql_string(row):
+        yield sql_pair(row)  # ids are positions: luge's question_id is not documented as unique
+    else:
         raise Skip("unknown_table")
-    yield Pair(row["question"], build_sql(row["sql"], table))

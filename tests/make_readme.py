@@ -12,7 +12,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from m3e_data.catalog import Source, load_catalog
+from m3e_data.catalog import Source, layout_files, load_catalog
 from m3e_data.cli import main
 from m3e_data.recipe import load_recipe
 
@@ -56,18 +56,24 @@ def sources_block() -> str:
 
 
 def downloads_block() -> str:
+    """One line per way of downloading a source: every source with a download layout (files found by name
+    at any depth), Hub sources included, with its `how_to_get` and the files it reads."""
     parts = []
     for s in load_catalog().values():
-        if s.access.kind != "download":
-            continue
-        split_files = {name for layout in s.access.layouts for names in layout.splits.values() for name in names}
-        # Side files a layout names in its options (simclue's train_rank.json) are read too.
-        side_files = {v for layout in s.access.layouts for v in layout.options.values() if isinstance(v, str)}
-        files = sorted(split_files | side_files)
-        parts.append(
-            f"- **{s.name}** — <{s.access.url}>. {_cell(s.access.how_to_get or '')} "
-            f"Files read: {', '.join(f'`{f}`' for f in files)}."
-        )
+        groups: dict[tuple[str, str], tuple[list[str], set[str]]] = {}
+        for layout in s.access.layouts:
+            if not layout.by_name:
+                continue
+            text = layout.how_to_get or s.access.how_to_get or ""
+            names, files = groups.setdefault((layout.url or s.access.url or "", text), ([], set()))
+            names.append(layout.name)
+            files.update(layout_files(layout))
+        for (url, text), (names, files) in groups.items():
+            which = f" (layout {', '.join(f'`{n}`' for n in names)})" if s.access.kind == "hub" else ""
+            parts.append(
+                f"- **{s.name}**{which} — <{url}>. {_cell(text)} "
+                f"Files read: {', '.join(f'`{f}`' for f in sorted(files))}."
+            )
     return "\n".join(parts) + "\n"
 
 

@@ -29,8 +29,8 @@ def test_ocnli_entailment_pairs_with_contradiction_negatives(tmp_path):
         ("validation", "他每天早上骑自行车上班", "他上班不开车", []),
     ]
     assert [r["id"] for r in rows] == ["ocnli/train/0", "ocnli/train/3", "ocnli/validation/0"]
-    # neutral (2) and contradiction (1) rows in train, the unlabelled test row
-    assert result.counts.dropped == {"label_not_entailment": 4}
+    # neutral (2) and contradiction (1) rows in train; the test row's -1 is no label
+    assert result.counts.dropped == {"label_not_entailment": 3, "unlabelled": 1}
     assert all(r["homogeneous"] for r in rows)
 
 

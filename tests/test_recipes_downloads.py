@@ -62,7 +62,7 @@ def test_cinlid_entailment_pairs_with_contradiction_partners_as_negatives(tmp_pa
     ]
     assert ids(rows) == ["cinlid/train/0", "cinlid/train/3"]
     assert result.layout == "jsonl"
-    assert result.counts.dropped == {"label_not_entailment": 3, "malformed_json": 1, "missing_field:label": 1}
+    assert result.counts.dropped == {"label_not_entailment": 3, "malformed_json": 1, "unlabelled": 1}
     assert all(r["homogeneous"] for r in rows) and {r["task"] for r in rows} == {"similarity"}
 
 

@@ -336,7 +336,7 @@ def test_paws_x_malformed_rows_are_counted_and_a_malformed_sibling_is_no_negativ
     assert pairs(rows) == [("train", s1, '他说："你好"。', ['她说"你好"。'])]
     assert [r["id"] for r in rows] == ["paws_x/train/1"]
     assert result.counts.dropped == {
-        "label_not_1": 1, "missing_field:sentence2": 1, "missing_field:label": 1, "empty_text": 1,
+        "label_not_1": 1, "missing_field:sentence2": 1, "unlabelled": 1, "empty_text": 1,
         "malformed_tsv_row": 1,
     }
 
