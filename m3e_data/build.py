@@ -189,8 +189,8 @@ def build_source(
 
     started = time.perf_counter()
     result = SourceResult(
-        source.name, BUILT, origin=located.origin, layout=located.layout.name, fingerprint=located.fingerprint,
-        warnings=located.warnings(), missing_splits=located.missing,
+        source.name, BUILT, origin=located.origin, layout=located.layout.name,
+        fingerprint=located.fingerprint, warnings=located.warnings(), missing_splits=located.missing,
     )
     clean_stale(target.parent)
     with staged_folder(target) as tmp:

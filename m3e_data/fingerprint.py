@@ -98,4 +98,3 @@ def fingerprint_files(paths: Iterable[Path], root: Path, cache: HashCache | None
     for p in sorted(paths):
         h.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0{cache.digest(p)}\n".encode())
     return h.hexdigest()
-

@@ -62,10 +62,11 @@ class Located:
     def warnings(self) -> list[str]:
         """One line per split that is not built: what was looked for, and how to say it is not wanted."""
         silence = f"--splits {','.join(self.splits)}"
-        where = "at any depth" if self.source.access.kind == "download" and not self.remote else "in the folder"
+        by_name = self.source.access.kind == "download" and not self.remote
+        where = "at any depth" if by_name else "in the folder"
         lines = [
-            f"split {split} not found: looked for {', '.join(patterns)} {where} (layout {self.layout.name!r}); "
-            f"built the others; pass {silence} to leave it out"
+            f"split {split} not found: looked for {', '.join(patterns)} {where} "
+            f"(layout {self.layout.name!r}); built the others; pass {silence} to leave it out"
             for split, patterns in self.missing.items()
         ]
         lines += [
@@ -159,6 +160,12 @@ def _locate_local(
         looked = "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted)
         tried.append(f"layout {layout.name!r} ({looked}{', at any depth' if by_name else ''})")
     if best is None:
+        offered = sorted({s for layout in source.access.layouts for s in layout.splits})
+        if splits is not None and not set(splits) & set(offered):
+            raise SourceMissing(
+                f"{source.name}: no split {', '.join(splits)} in any layout; it has {', '.join(offered)} "
+                f"(build with --splits {','.join(offered)}, or without --splits)"
+            )
         raise SourceMissing(_missing_message(source, root, tried))
     layout, files, missing = best
     paths = [Path(p) for fs in files.values() for p in fs]
@@ -261,5 +268,5 @@ def locate(
         return _locate_hub(source, splits)
     root = Path(sources) / source.name
     if not root.is_dir():
-        raise SourceMissing(_missing_message(source, root, []))
+        raise SourceMissing(_missing_message(source, root, ["nothing (no such folder)"]))
     return _locate_local(source, root, splits, f"dir:{root}", cache)

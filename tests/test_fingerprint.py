@@ -125,7 +125,8 @@ def test_the_cache_lives_in_out_and_a_damaged_one_costs_only_a_rehash(tmp_path):
     first = fingerprint_files([a, b], folder, cache)
     cache.save()
     saved = json.loads((tmp_path / "out" / CACHE_FILE).read_text())
-    assert saved[str(a.resolve())] == {"size": 3_000_000, "mtime_ns": a.stat().st_mtime_ns, "hash": hash_file(a)}
+    entry = {"size": 3_000_000, "mtime_ns": a.stat().st_mtime_ns, "hash": hash_file(a)}
+    assert saved[str(a.resolve())] == entry
     again = HashCache(tmp_path / "out")
     assert fingerprint_files([a, b], folder, again) == first and again.hashed == 0
 
@@ -144,4 +145,4 @@ def test_input_files_are_the_main_files_and_their_visible_siblings(tmp_path):
               tmp_path / "elsewhere.json"):
         p.write_text("{}", encoding="utf-8")
     (tmp_path / "train" / "nested").mkdir()
-    assert input_files([main]) == [tmp_path / "train" / "train.json", tmp_path / "train" / "train.tables.json"]
+    assert input_files([main]) == [main, tmp_path / "train" / "train.tables.json"]
