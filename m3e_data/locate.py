@@ -62,8 +62,10 @@ class Located:
     def warnings(self) -> list[str]:
         """One line per split that is not built: what was looked for, and how to say it is not wanted."""
         silence = f"--splits {','.join(self.splits)}"
-        by_name = self.source.access.kind == "download" and not self.remote
-        where = "at any depth" if by_name else "in the folder"
+        if self.remote:
+            where = f"in {self.origin.removeprefix('hub:')}"
+        else:
+            where = "at any depth" if self.source.access.kind == "download" else "in the folder"
         lines = [
             f"split {split} not found: looked for {', '.join(patterns)} {where} "
             f"(layout {self.layout.name!r}); built the others; pass {silence} to leave it out"
@@ -158,7 +160,7 @@ def _locate_local(
         if files and (best is None or len(files) > len(best[1])):
             best = (layout, files, missing)
         looked = "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted)
-        tried.append(f"layout {layout.name!r} ({looked}{', at any depth' if by_name else ''})")
+        tried.append(f"layout {layout.name!r} ({looked})")
     if best is None:
         offered = sorted({s for layout in source.access.layouts for s in layout.splits})
         if splits is not None and not set(splits) & set(offered):
@@ -166,6 +168,8 @@ def _locate_local(
                 f"{source.name}: no split {', '.join(splits)} in any layout; it has {', '.join(offered)} "
                 f"(build with --splits {','.join(offered)}, or without --splits)"
             )
+        if by_name and tried:
+            tried[-1] += ", each name looked for at any depth"
         raise SourceMissing(_missing_message(source, root, tried))
     layout, files, missing = best
     paths = [Path(p) for fs in files.values() for p in fs]
@@ -218,9 +222,12 @@ def _why_not_found(exc: FileNotFoundError) -> str:
 
 
 def _locate_hub(source: Source, splits: list[str] | None) -> Located:
+    """As _locate_local, over the Hub's repos and revisions: a complete layout first, else the one with
+    most wanted splits present, built without the others."""
     a = source.access
     fs = hub_filesystem()
     tried = []
+    best: tuple[Layout, dict[str, list[str]], dict[str, list[str]]] | None = None
     for layout in a.layouts:
         revision = layout.revision or a.revision
         repo_id = layout.repo_id or a.repo_id or ""
@@ -240,12 +247,25 @@ def _locate_hub(source: Source, splits: list[str] | None) -> Located:
             # removed with the viewer, a pull request ref that is gone, a mirror repo deleted): that layout
             # is absent, and the next one is tried.
             files, gone = {}, f": {_why_not_found(exc)}"
-        if wanted and len(files) == len(wanted):
-            sha = hub_commit(repo_id, revision)
-            fp = hashlib.blake2b(f"{repo_id}@{sha}:{sorted(files.items())}".encode(), digest_size=16)
-            return Located(source, layout, files, f"hub:{repo_id}@{revision}", fp.hexdigest(), remote=True)
+        missing = {s: list(layout.splits[s]) for s in wanted if s not in files}
+        if wanted and not missing:
+            best = (layout, files, missing)
+            break
+        if files and (best is None or len(files) > len(best[1])):
+            best = (layout, files, missing)
         tried.append(f"layout {layout.name!r} ({repo_id}@{revision}{gone})")
-    raise SourceMissing(_missing_message(source, f"hf://datasets/{a.repo_id}", tried))
+    if best is None:
+        raise SourceMissing(_missing_message(source, f"hf://datasets/{a.repo_id}", tried))
+    layout, files, missing = best
+    revision = layout.revision or a.revision
+    repo_id = layout.repo_id or a.repo_id or ""
+    sha = hub_commit(repo_id, revision)
+    fp = hashlib.blake2b(f"{repo_id}@{sha}:{sorted(files.items())}".encode(), digest_size=16)
+    unknown = [s for s in splits or [] if s not in layout.splits]
+    return Located(
+        source, layout, files, f"hub:{repo_id}@{revision}", fp.hexdigest(), remote=True, missing=missing,
+        unknown=unknown,
+    )
 
 
 def locate(

@@ -269,7 +269,7 @@ def test_no_data_names_every_file_looked_for(tmp_path):
     (tmp_path / "src" / "news2016zh").mkdir(parents=True)
     [result] = build(select_sources("news2016zh"), BuildOptions(tmp_path / "o", str(tmp_path / "src")))
     assert result.status == "missing"
-    assert "train: news2016zh_train.json; validation: news2016zh_valid.json, at any depth" in result.reason
+    assert "train: news2016zh_train.json; validation: news2016zh_valid.json), each name looked for at any depth" in result.reason
 
 
 def write_news(folder: Path, rows: list[dict]) -> None:
