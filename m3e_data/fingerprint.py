@@ -73,6 +73,8 @@ class HashCache:
 
     def save(self) -> None:
         if self.path is not None and self._dirty:
+            # Entries of files since deleted (a replaced download, an old temp copy) would only grow the file.
+            self.entries = {k: v for k, v in self.entries.items() if Path(k).is_file()}
             atomic_write_json(self.path, self.entries)
             self._dirty = False
 

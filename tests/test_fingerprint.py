@@ -133,9 +133,13 @@ def test_the_cache_lives_in_out_and_a_damaged_one_costs_only_a_rehash(tmp_path):
     (tmp_path / "out" / CACHE_FILE).write_text("{not json", encoding="utf-8")
     damaged = HashCache(tmp_path / "out")
     assert fingerprint_files([a, b], folder, damaged) == first and damaged.hashed == 2
-    # a renamed file is a different input even with the same bytes
+    # a renamed file is a different input even with the same bytes; the old name leaves the cache
     b.rename(folder / "c.json")
+    age(folder / "c.json")
     assert fingerprint_files([a, folder / "c.json"], folder, damaged) != first
+    damaged.save()
+    kept = json.loads((tmp_path / "out" / CACHE_FILE).read_text())
+    assert set(kept) == {str(a.resolve()), str((folder / "c.json").resolve())}
 
 
 def test_input_files_are_the_main_files_and_their_visible_siblings(tmp_path):
