@@ -95,7 +95,7 @@ def input_files(main: Iterable[Path]) -> list[Path]:
 
 def fingerprint_files(paths: Iterable[Path], root: Path, cache: HashCache | None = None) -> str:
     """One hash over the relative name, size and content hash of each file (order independent)."""
-    cache = cache or HashCache()
+    cache = HashCache() if cache is None else cache
     h = xxhash.xxh3_128()
     for p in sorted(paths):
         h.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0{cache.digest(p)}\n".encode())
