@@ -2,7 +2,12 @@
 
 Output: OUT/m3e/<source>/part-*.parquet + _SUCCESS.json, and the "normalize" section of
 OUT/build-manifest.json. A source whose input fingerprint, recipe code, options and splits are unchanged
-since its last complete build is skipped; anything else is rebuilt from scratch into a temp folder.
+since its last complete build is skipped; anything else is rebuilt from scratch into a temp folder. The
+fingerprint covers the full content of every file the source may read (fingerprint.py).
+
+A source built from some of its splits (the others' files are absent) carries a warning per missing split;
+a source where one drop reason takes FLAG_SHARE of its rows or more is flagged (a label read with the
+wrong type, a missing side file): the CLI exits 1 on a flag unless --allow-empty.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from m3e_data import __version__
 from m3e_data.catalog import Source, load_catalog
+from m3e_data.fingerprint import HashCache
 from m3e_data.locate import Located, SourceMissing, locate
 from m3e_data.manifest import now, read_manifest, write_stage
 from m3e_data.normalize import Counts, normalize, to_batch
@@ -23,6 +29,7 @@ from m3e_data.store import SUCCESS, PartWriter, atomic_write_json, clean_stale, 
 
 BATCH_ROWS = 20_000
 STAGE = "normalize"
+FLAG_SHARE = 0.99
 
 # Outcomes of one source, in the order the summary shows them.
 BUILT, UNCHANGED, FAILED, MISSING, NO_RECIPE, UNAVAILABLE = (
@@ -59,6 +66,13 @@ class SourceResult:
     origin: str = ""
     layout: str = ""
     fingerprint: str = ""
+    warnings: list[str] = field(default_factory=list)
+    missing_splits: dict[str, list[str]] = field(default_factory=dict)  # split -> file names looked for
+
+    @property
+    def flag(self) -> str:
+        """Why this source's output is suspect (one reason dropped almost every row), or ""."""
+        return drop_flag(self.counts) if self.status in (BUILT, UNCHANGED) else ""
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"status": self.status}
@@ -75,6 +89,12 @@ class SourceResult:
                 splits={s: c.as_dict() for s, c in self.splits.items()},
                 seconds=round(self.seconds, 3),
             )
+            if self.flag:
+                d["flag"] = self.flag
+            if self.missing_splits:
+                d["missing_splits"] = self.missing_splits
+            if self.warnings:
+                d["warnings"] = self.warnings
         return d
 
     @classmethod
@@ -94,6 +114,18 @@ class SourceResult:
             layout=record["layout"],
             fingerprint=record["key"]["fingerprint"],
         )
+
+
+def drop_flag(counts: Counts) -> str:
+    """"" for a healthy source; else what took its rows: nothing read, or one reason >= FLAG_SHARE."""
+    if counts.read == 0:
+        return "no rows read"
+    if not counts.dropped:
+        return ""
+    reason, n = counts.dropped.most_common(1)[0]
+    # Validation drops count pairs, several per raw row at times: the share is of every outcome.
+    total = max(counts.read, counts.written + sum(counts.dropped.values()))
+    return f"{n / total:.1%} of rows dropped as {reason}" if n >= FLAG_SHARE * total else ""
 
 
 def select_sources(recipe_arg: str, commercial_only: bool = False) -> list[Source]:
@@ -118,8 +150,10 @@ def build_source(
     source: Source,
     options: BuildOptions,
     on_rows: Callable[[str, int], None] | None = None,
+    cache: HashCache | None = None,
 ) -> SourceResult:
-    """Normalize one source into OUT/m3e/<source>/ (or skip it when unchanged)."""
+    """Normalize one source into OUT/m3e/<source>/ (or skip it when unchanged). `cache` holds file hashes
+    across sources of one build; without it OUT's is loaded and saved here."""
     recipe = load_recipe(source.name)
     if recipe is None:
         return SourceResult(source.name, NO_RECIPE, "recipe not written yet")
@@ -127,11 +161,16 @@ def build_source(
         recipe_options = recipe.resolve_options(options.recipe_options.get(source.name, {}))
     except ValueError as exc:
         return SourceResult(source.name, FAILED, str(exc))
+    own_cache = cache is None
+    cache = HashCache(options.out) if cache is None else cache
     try:
-        located = locate(source, options.sources, options.splits)
+        located = locate(source, options.sources, options.splits, cache)
     except SourceMissing as exc:
         status = UNAVAILABLE if not source.available and options.sources in ("demo", "hub") else MISSING
         return SourceResult(source.name, status, str(exc))
+    finally:
+        if own_cache:
+            cache.save()
 
     key = {
         "fingerprint": located.fingerprint,
@@ -144,11 +183,14 @@ def build_source(
     target = options.out / "m3e" / source.name
     done = read_success(target)
     if done is not None and done.get("key") == key:
-        return SourceResult.from_success(source.name, done)
+        unchanged = SourceResult.from_success(source.name, done)
+        unchanged.warnings, unchanged.missing_splits = located.warnings(), located.missing
+        return unchanged
 
     started = time.perf_counter()
     result = SourceResult(
-        source.name, BUILT, origin=located.origin, layout=located.layout.name, fingerprint=located.fingerprint
+        source.name, BUILT, origin=located.origin, layout=located.layout.name,
+        fingerprint=located.fingerprint, warnings=located.warnings(), missing_splits=located.missing,
     )
     clean_stale(target.parent)
     with staged_folder(target) as tmp:
@@ -194,13 +236,16 @@ def build(
 ) -> list[SourceResult]:
     """Normalize every source in turn; one source's failure never stops the others."""
     results = []
+    cache = HashCache(options.out)
     for source in sources:
         if on_start:
             on_start(source.name)
         try:
-            result = build_source(source, options, on_rows)
+            result = build_source(source, options, on_rows, cache)
         except Exception as exc:  # a broken file or recipe ends its own source, not the build
             result = SourceResult(source.name, FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            cache.save()  # hashes of a 9 GB file survive a later source's crash or Ctrl-C
         results.append(result)
     # Sources built by earlier runs into the same folder keep their record.
     recorded = read_manifest(options.out).get("stages", {}).get(STAGE, {}).get("sources", {})

@@ -82,17 +82,18 @@ def _parse_recipe_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
 
 def _summary(results: list[SourceResult]) -> Table:
     table = Table(title="m3e build")
-    for col in ("source", "status", "read", "written", "dropped", "top drop reasons", "seconds"):
+    for col in ("source", "status", "read", "written", "dropped", "top drop reasons", "seconds", "flag"):
         table.add_column(col, justify="right" if col in ("read", "written", "dropped", "seconds") else "left")
     for r in results:
         if r.status in (BUILT, UNCHANGED):
             top = ", ".join(f"{k} {v:,}" for k, v in r.counts.dropped.most_common(3))
+            marks = ([f"! {r.flag}"] if r.flag else []) + [f"no split {s}" for s in r.missing_splits]
             table.add_row(
                 r.name, r.status, f"{r.counts.read:,}", f"{r.counts.written:,}",
-                f"{sum(r.counts.dropped.values()):,}", top, f"{r.seconds:.1f}",
+                f"{sum(r.counts.dropped.values()):,}", top, f"{r.seconds:.1f}", "; ".join(marks),
             )
         else:
-            table.add_row(r.name, r.status, "", "", "", r.reason, "")
+            table.add_row(r.name, r.status, "", "", "", r.reason, "", "")
     return table
 
 
@@ -108,11 +109,13 @@ def _summary(results: list[SourceResult]) -> Table:
 @click.option("--option", "recipe_option", multiple=True, metavar="SOURCE.KEY=VALUE",
               help="A recipe option, e.g. webtext2019zh.best_answer_only=true (repeatable).")
 @click.option("--no-hq", is_flag=True, help="Stop after normalize (skip the m3e-hq stage).")
+@click.option("--allow-empty", is_flag=True,
+              help="Exit 0 even when a source lost >= 99% of its rows to one drop reason (or read none).")
 @hq_options
 def build_command(
     recipe_arg: str, out: Path, sources: str, splits: str | None, commercial_only: bool,
-    recipe_option: tuple[str, ...], no_hq: bool, config_path: Path | None, decontaminate: tuple[Path, ...],
-    keep_eval_splits: bool, workers: int,
+    recipe_option: tuple[str, ...], no_hq: bool, allow_empty: bool, config_path: Path | None,
+    decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int,
 ) -> None:
     """Normalize sources into OUT/m3e/<source>/ in the unified schema."""
     try:
@@ -140,12 +143,22 @@ def build_command(
 
         results = build(chosen, options, on_start=on_start, on_rows=on_rows)
     tables().print(_summary(results))
+    for r in results:
+        for line in r.warnings:
+            messages.print(f"{r.name}: {line}", markup=False, highlight=False)
     if not any(r.status in (BUILT, UNCHANGED) for r in results):
         messages.print("nothing was built (see the reasons above); the m3e-hq stage did not run")
         sys.exit(1)
     if not no_hq:
         run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers)
-    if any(r.status == "failed" for r in results):
+    flagged = [r for r in results if r.flag]
+    for r in flagged:
+        messages.print(
+            f"{r.name}: {r.flag} (a label read with the wrong type, a missing side file?); "
+            + ("accepted with --allow-empty" if allow_empty else "pass --allow-empty to accept it"),
+            markup=False, highlight=False,
+        )
+    if any(r.status == "failed" for r in results) or (flagged and not allow_empty):
         sys.exit(1)
 
 

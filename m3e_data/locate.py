@@ -4,8 +4,10 @@ A local directory mirrors where the data comes from: for a Hub source, `DIR/<sou
 the repo at the revision the layout reads (`hf download --repo-type dataset <repo> --local-dir
 DIR/<source>`), so layout paths are relative to it; for a download layout (every layout of a download
 source, and a Hub source's layouts marked `by_name`) it is the extracted archive, and each file is found by
-name at any depth. The catalog's layouts are tried in order; when none matches,
-the error names every layout tried and where to get the data.
+name at any depth. The catalog's layouts are tried in order: the first that holds
+every wanted split is read; else the one holding most of them, whose missing splits are named (with the
+file names looked for) and left out. When no layout holds any, the error names every layout and file tried,
+and where to get the data.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from m3e_data.catalog import Layout, Source, how_to_get
+from m3e_data.fingerprint import HashCache, fingerprint_files, input_files
 from m3e_data.readers import ReadItem, read_file
 
 DEMO = "demo"
@@ -47,11 +50,33 @@ class Located:
     origin: str
     fingerprint: str
     remote: bool = False
+    # split -> the file names looked for, for each split of the layout that was not found (built without it)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    # requested splits that the layout does not have
+    unknown: list[str] = field(default_factory=list)
     _local_cache: dict[str, Path] = field(default_factory=dict, repr=False)
 
     @property
     def splits(self) -> list[str]:
         return list(self.files)
+
+    def warnings(self) -> list[str]:
+        """One line per split that is not built: what was looked for, and how to say it is not wanted."""
+        silence = f"--splits {','.join(self.splits)}"
+        if self.remote:
+            where = f"in {self.origin.removeprefix('hub:')}"
+        else:
+            where = "at any depth" if self.source.access.kind == "download" else "in the folder"
+        lines = [
+            f"split {split} not found: looked for {', '.join(patterns)} {where} "
+            f"(layout {self.layout.name!r}); built the others; pass {silence} to leave it out"
+            for split, patterns in self.missing.items()
+        ]
+        lines += [
+            f"split {split} not built: layout {self.layout.name!r} has only {', '.join(self.layout.splits)}"
+            for split in self.unknown
+        ]
+        return lines
 
     def local_path(self, path: str) -> Path:
         """A local copy of one file (downloaded through huggingface_hub's cache for the Hub)."""
@@ -96,20 +121,6 @@ def stream_with_datasets(fmt: str, data_files: list[str]) -> Iterator[ReadItem]:
     yield from ds
 
 
-def _fingerprint_local(paths: list[Path], root: Path) -> str:
-    """Cheap but content-sensitive: names, sizes and the first and last 64 KB of each file."""
-    h = hashlib.blake2b(digest_size=16)
-    for p in sorted(paths):
-        size = p.stat().st_size
-        h.update(f"{p.relative_to(root).as_posix()}\0{size}\0".encode())
-        with p.open("rb") as fh:
-            h.update(fh.read(1 << 16))
-            if size > 1 << 17:
-                fh.seek(-(1 << 16), 2)
-                h.update(fh.read())
-    return h.hexdigest()
-
-
 def _match_local(root: Path, pattern: str, by_name: bool) -> list[Path]:
     if by_name:  # download sources: a file name (or glob) at any depth
         found = sorted(p for p in root.rglob(pattern) if p.is_file())
@@ -120,24 +131,52 @@ def _match_local(root: Path, pattern: str, by_name: bool) -> list[Path]:
     return sorted(p for p in root.glob(pattern) if p.is_file())
 
 
-def _locate_local(source: Source, root: Path, splits: list[str] | None, origin: str) -> Located:
+def _locate_local(
+    source: Source, root: Path, splits: list[str] | None, origin: str, cache: HashCache | None = None
+) -> Located:
+    """The first layout whose every wanted split is present; else the one with most splits present (its
+    missing splits are listed on the result, and built without); else SourceMissing naming every file."""
     tried = []
+    best: tuple[Layout, dict[str, list[str]], dict[str, list[str]]] | None = None
     for layout in source.access.layouts:
         by_name = layout.by_name  # download layouts, of download and Hub sources alike
         wanted = [s for s in layout.splits if splits is None or s in splits]
+        if not wanted:
+            tried.append(f"layout {layout.name!r} (no split {', '.join(splits or [])}; it has "
+                         f"{', '.join(layout.splits)})")
+            continue
         files: dict[str, list[str]] = {}
+        missing: dict[str, list[str]] = {}
         for split in wanted:
             found: list[Path] = []
             for pattern in layout.splits[split]:
                 found += _match_local(root, pattern, by_name)
             if found:
                 files[split] = [str(p) for p in found]
-        if wanted and len(files) == len(wanted):
-            paths = [Path(p) for fs in files.values() for p in fs]
-            return Located(source, layout, files, origin, _fingerprint_local(paths, root))
-        patterns = "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted)
-        tried.append(f"layout {layout.name!r} ({patterns})")
-    raise SourceMissing(_missing_message(source, root, tried))
+            else:
+                missing[split] = list(layout.splits[split])
+        if not missing:
+            best = (layout, files, missing)
+            break
+        if files and (best is None or len(files) > len(best[1])):
+            best = (layout, files, missing)
+        looked = "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted)
+        tried.append(f"layout {layout.name!r} ({looked})")
+    if best is None:
+        offered = sorted({s for layout in source.access.layouts for s in layout.splits})
+        if splits is not None and not set(splits) & set(offered):
+            raise SourceMissing(
+                f"{source.name}: no split {', '.join(splits)} in any layout; it has {', '.join(offered)} "
+                f"(build with --splits {','.join(offered)}, or without --splits)"
+            )
+        if by_name and tried:
+            tried[-1] += ", each name looked for at any depth"
+        raise SourceMissing(_missing_message(source, root, tried))
+    layout, files, missing = best
+    paths = [Path(p) for fs in files.values() for p in fs]
+    unknown = [s for s in splits or [] if s not in layout.splits]
+    fingerprint = fingerprint_files(input_files(paths), root, cache)
+    return Located(source, layout, files, origin, fingerprint, missing=missing, unknown=unknown)
 
 
 def _missing_message(source: Source, where: Path | str, tried: list[str]) -> str:
@@ -185,9 +224,12 @@ def _why_not_found(exc: FileNotFoundError) -> str:
 
 
 def _locate_hub(source: Source, splits: list[str] | None) -> Located:
+    """As _locate_local, over the Hub's repos and revisions: a complete layout first, else the one with
+    most wanted splits present, built without the others."""
     a = source.access
     fs = hub_filesystem()
     tried = []
+    best: tuple[Layout, dict[str, list[str]], dict[str, list[str]]] | None = None
     for layout in a.layouts:
         revision = layout.revision or a.revision
         repo_id = layout.repo_id or a.repo_id or ""
@@ -207,23 +249,39 @@ def _locate_hub(source: Source, splits: list[str] | None) -> Located:
             # removed with the viewer, a pull request ref that is gone, a mirror repo deleted): that layout
             # is absent, and the next one is tried.
             files, gone = {}, f": {_why_not_found(exc)}"
-        if wanted and len(files) == len(wanted):
-            sha = hub_commit(repo_id, revision)
-            fp = hashlib.blake2b(f"{repo_id}@{sha}:{sorted(files.items())}".encode(), digest_size=16)
-            return Located(source, layout, files, f"hub:{repo_id}@{revision}", fp.hexdigest(), remote=True)
+        missing = {s: list(layout.splits[s]) for s in wanted if s not in files}
+        if wanted and not missing:
+            best = (layout, files, missing)
+            break
+        if files and (best is None or len(files) > len(best[1])):
+            best = (layout, files, missing)
         tried.append(f"layout {layout.name!r} ({repo_id}@{revision}{gone})")
-    raise SourceMissing(_missing_message(source, f"hf://datasets/{a.repo_id}", tried))
+    if best is None:
+        raise SourceMissing(_missing_message(source, f"hf://datasets/{a.repo_id}", tried))
+    layout, files, missing = best
+    revision = layout.revision or a.revision
+    repo_id = layout.repo_id or a.repo_id or ""
+    sha = hub_commit(repo_id, revision)
+    fp = hashlib.blake2b(f"{repo_id}@{sha}:{sorted(files.items())}".encode(), digest_size=16)
+    unknown = [s for s in splits or [] if s not in layout.splits]
+    return Located(
+        source, layout, files, f"hub:{repo_id}@{revision}", fp.hexdigest(), remote=True, missing=missing,
+        unknown=unknown,
+    )
 
 
-def locate(source: Source, sources: str, splits: list[str] | None = None) -> Located:
-    """Find `source` in `sources`: "demo", "hub", or a local directory holding `<source>/`."""
+def locate(
+    source: Source, sources: str, splits: list[str] | None = None, cache: HashCache | None = None
+) -> Located:
+    """Find `source` in `sources`: "demo", "hub", or a local directory holding `<source>/`. Local files are
+    fingerprinted by content, through `cache` when given (build passes OUT's)."""
     if not source.available and sources in (DEMO, HUB):
         raise SourceMissing(f"{source.name}: {source.availability}")
     if sources == DEMO:
         root = demo_root() / source.name
         if not root.is_dir():
             raise SourceMissing(f"{source.name}: no demo data is bundled for it")
-        return _locate_local(source, root, splits, "demo")
+        return _locate_local(source, root, splits, "demo", cache)
     if sources == HUB:
         if source.access.kind != "hub":
             raise SourceMissing(
@@ -232,5 +290,5 @@ def locate(source: Source, sources: str, splits: list[str] | None = None) -> Loc
         return _locate_hub(source, splits)
     root = Path(sources) / source.name
     if not root.is_dir():
-        raise SourceMissing(_missing_message(source, root, []))
-    return _locate_local(source, root, splits, f"dir:{root}")
+        raise SourceMissing(_missing_message(source, root, ["nothing (no such folder)"]))
+    return _locate_local(source, root, splits, f"dir:{root}", cache)

@@ -214,3 +214,106 @@ def test_a_build_that_finds_no_data_says_so_and_fails_without_a_traceback(tmp_pa
     assert "no data at" in result.output and "nothing was built" in result.output
     hq = CliRunner().invoke(main, ["hq", str(tmp_path / "out")])
     assert hq.exit_code == 1 and "no finished source" in hq.output
+
+
+def test_a_source_missing_a_split_builds_the_others_and_names_the_files_looked_for(tmp_path):
+    # The user: bq's Hub snapshot with only validation and test downloaded.
+    src = tmp_path / "src"
+    shutil.copytree(demo_root() / "bq", src / "bq")
+    shutil.rmtree(src / "bq" / "BQ" / "train")
+    shutil.copytree(demo_root() / "news2016zh", src / "news2016zh")
+    (src / "news2016zh" / "new2016zh" / "news2016zh_valid.json").unlink()
+    result = CliRunner().invoke(
+        main,
+        ["build", "--recipe", "bq,news2016zh", "--sources", str(src), "--out", str(tmp_path / "o"), "--no-hq"],
+    )
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "o" / "build-manifest.json").read_text())["stages"]["normalize"]["sources"]
+    bq = recorded["bq"]
+    assert bq["status"] == "built" and set(bq["splits"]) == {"validation", "test"}
+    assert bq["missing_splits"] == {"train": ["BQ/train/*.parquet"]}
+    [warning] = bq["warnings"]
+    assert "BQ/train/*.parquet" in warning and "--splits validation,test" in warning
+    news = recorded["news2016zh"]
+    assert news["missing_splits"] == {"validation": ["news2016zh_valid.json"]}
+    assert "news2016zh_valid.json" in news["warnings"][0] and "--splits train" in news["warnings"][0]
+    assert "--splits validation,test" in " ".join(result.output.split())  # printed, not only recorded
+    assert "()" not in result.output
+    # the missing split is named on an unchanged rerun too, and --splits silences it
+    options = BuildOptions(out=tmp_path / "o", sources=str(src))
+    [again] = build(select_sources("bq"), options)
+    assert again.status == "unchanged" and again.missing_splits == {"train": ["BQ/train/*.parquet"]}
+    options.splits = ["validation", "test"]
+    [silenced] = build(select_sources("bq"), options)
+    assert silenced.status == "unchanged" and not silenced.warnings and not silenced.missing_splits
+    # adding the file later builds it
+    shutil.copytree(demo_root() / "bq" / "BQ" / "train", src / "bq" / "BQ" / "train")
+    options.splits = None
+    [complete] = build(select_sources("bq"), options)
+    assert complete.status == "built" and set(complete.splits) == {"train", "validation", "test"}
+
+
+def test_a_split_a_source_does_not_have_is_named_with_the_ones_it_has(tmp_path):
+    [result] = build(select_sources("hc3_chinese"), BuildOptions(tmp_path / "o", "demo", splits=["test"]))
+    assert result.status == "missing"
+    assert result.reason == (
+        "hc3_chinese: no split test in any layout; it has train (build with --splits train, or without --splits)"
+    )
+    options = BuildOptions(tmp_path / "o", "demo", splits=["train", "test"])
+    [both] = build(select_sources("hc3_chinese"), options)
+    assert both.status == "built" and list(both.splits) == ["train"]
+    assert both.warnings == ["split test not built: layout 'json' has only train"]
+
+
+def test_no_data_names_every_file_looked_for(tmp_path):
+    (tmp_path / "src" / "news2016zh").mkdir(parents=True)
+    [result] = build(select_sources("news2016zh"), BuildOptions(tmp_path / "o", str(tmp_path / "src")))
+    assert result.status == "missing"
+    assert "train: news2016zh_train.json; validation: news2016zh_valid.json), each name looked for at any depth" in result.reason
+
+
+def write_news(folder: Path, rows: list[dict]) -> None:
+    folder.mkdir(parents=True)
+    for name in ("news2016zh_train.json", "news2016zh_valid.json"):
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+def test_a_source_that_one_reason_empties_is_flagged_and_fails_unless_allow_empty(tmp_path):
+    src = tmp_path / "src"
+    # a copy whose title column is named otherwise: every row drops as missing_field:title
+    write_news(src / "news2016zh" / "new2016zh",
+               [{"news_id": str(i), "headline": f"标题{i}", "content": f"正文{i}。"} for i in range(200)])
+    shutil.copytree(demo_root() / "cmrc2018", src / "cmrc2018")
+    args = ["build", "--recipe", "news2016zh,cmrc2018", "--sources", str(src), "--out", str(tmp_path / "o")]
+    args.append("--no-hq")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "! 100.0% of rows dropped as missing_field:title" in text and "--allow-empty" in text
+    recorded = json.loads((tmp_path / "o" / "build-manifest.json").read_text())["stages"]["normalize"]["sources"]
+    assert recorded["news2016zh"]["flag"] == "100.0% of rows dropped as missing_field:title"
+    assert "flag" not in recorded["cmrc2018"]
+    accepted = CliRunner().invoke(main, [*args, "--allow-empty"])
+    assert accepted.exit_code == 0, accepted.output
+    assert "accepted with --allow-empty" in " ".join(accepted.output.split())
+
+
+def test_the_flag_threshold_and_an_empty_source(tmp_path):
+    src = tmp_path / "src"
+    # 1 good row in 100: 99% dropped, flagged; 2 good rows in 100: 98%, not flagged
+    rows = [{"news_id": str(i), "content": f"正文{i}。"} for i in range(100)]
+    rows[0]["title"] = "标题"
+    write_news(src / "news2016zh" / "new2016zh", rows)
+    options = BuildOptions(tmp_path / "o", str(src))
+    [result] = build(select_sources("news2016zh"), options)
+    assert result.flag == "99.0% of rows dropped as missing_field:title"
+    shutil.rmtree(src / "news2016zh")
+    rows[1]["title"] = "标题二"
+    write_news(src / "news2016zh" / "new2016zh", rows)
+    [result] = build(select_sources("news2016zh"), options)
+    assert result.status == "built" and result.flag == ""
+    shutil.rmtree(src / "news2016zh")
+    write_news(src / "news2016zh" / "new2016zh", [])
+    [result] = build(select_sources("news2016zh"), options)
+    assert result.status == "built" and result.flag == "no rows read"
