@@ -327,6 +327,8 @@ def rules(t: Mapping[str, Any]) -> list[tuple[str, pl.Expr]]:
             out.append((reason, expr(t[key])))
 
     add("query_equals_positive", "drop_query_equals_positive", lambda _: col("q_key") == col("p_key"))
+    # A safety net: normalize removes such negatives one by one with these same keys, so on rows it built
+    # this never fires; it still guards rows written into OUT/m3e by anything else.
     add("negative_equals_pair", "drop_negative_equals_pair", lambda _: col("neg_equal") > 0)
     add("query_too_short", "min_query_chars", lambda v: col("q_len") < v)
     add("positive_too_short", "min_positive_chars", lambda v: col("p_len") < v)
