@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from m3e_data.normalize import Counts, normalize
+from m3e_data.catalog import load_catalog
+from m3e_data.normalize import Counts, normalize, to_batch
 from m3e_data.quality import apply_rules, compute_stats, resolve
 from m3e_data.readers import BadRow
 from m3e_data.recipe import Context, load_recipe
@@ -103,6 +104,17 @@ def test_cmrc2018_rows_with_the_issues_debris_come_out_clean():
     assert counts.repairs == {"html_tags": 1, "html_entities": 1, "invisible_chars": 1, "control_chars": 1,
                               "whitespace": 1}
     assert counts.written == 4 and not counts.dropped
+    # The run of ideographic spaces would have cost the row in m3e-hq (repeated characters); repaired, it stays.
+    source = load_catalog()["cmrc2018"]
+    repaired = pa.Table.from_batches([to_batch(out, source, "validation")])
+    raw = repaired.set_column(repaired.schema.get_field_index("positive"), "positive",
+                              pa.array([r["context"] for r in rows], pa.string()))
+    assert _reasons(raw)[3] == "positive_repeated_chars"
+    assert _reasons(repaired) == [None, None, None, None]
+
+
+def _reasons(table: pa.Table) -> list[str | None]:
+    return apply_rules(pl.from_arrow(compute_stats(table)), resolve())["reason"].to_list()
 
 
 def _ocnli_rows() -> list[dict]:
