@@ -23,7 +23,7 @@ from m3e_data.catalog import Source, load_catalog
 from m3e_data.fingerprint import HashCache
 from m3e_data.locate import Located, SourceMissing, locate
 from m3e_data.manifest import now, read_manifest, write_stage
-from m3e_data.normalize import Counts, normalize, to_batch
+from m3e_data.normalize import NORMALIZE_VERSION, Counts, normalize, to_batch
 from m3e_data.recipe import Context, Recipe, load_recipe
 from m3e_data.store import SUCCESS, PartWriter, atomic_write_json, clean_stale, read_success, staged_folder
 
@@ -86,6 +86,8 @@ class SourceResult:
                 rows_read=self.counts.read,
                 rows_written=self.counts.written,
                 dropped=dict(sorted(self.counts.dropped.items())),
+                negatives_removed=dict(sorted(self.counts.negatives_removed.items())),
+                repairs=dict(sorted(self.counts.repairs.items())),
                 splits={s: c.as_dict() for s, c in self.splits.items()},
                 seconds=round(self.seconds, 3),
             )
@@ -99,11 +101,7 @@ class SourceResult:
 
     @classmethod
     def from_success(cls, name: str, record: dict[str, Any]) -> SourceResult:
-        def counts(d: dict[str, Any]) -> Counts:
-            c = Counts(d["read"], d["written"])
-            c.dropped.update(d["dropped"])
-            return c
-
+        counts = Counts.from_dict
         return cls(
             name,
             UNCHANGED,
@@ -176,6 +174,7 @@ def build_source(
         "fingerprint": located.fingerprint,
         "recipe_version": recipe.version,
         "m3e_data": __version__,
+        "normalize": NORMALIZE_VERSION,
         "options": recipe_options,
         "splits": located.splits,
         "layout": located.layout.name,

@@ -284,11 +284,35 @@ def manifests_dir() -> Path:
     return Path(str(resources.files("m3e_manifests")))
 
 
+TASKS_FILE = "_tasks.yaml"  # per-task m3e-hq thresholds; "_" files are not manifests
+
+
 @cache
 def load_catalog(directory: Path | None = None) -> dict[str, Source]:
     """All sources, by name, in file-name order."""
     directory = directory or manifests_dir()
-    sources = [load_file(p) for p in sorted(directory.glob("*.yaml"))]
+    sources = [load_file(p) for p in sorted(directory.glob("*.yaml")) if not p.name.startswith("_")]
     if not sources:
         raise CatalogError(f"{directory}: no manifests found")
     return {s.name: s for s in sources}
+
+
+@cache
+def load_task_hq(directory: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Per-task m3e-hq thresholds ({task: {threshold: value}}) from the catalog's _tasks.yaml; threshold
+    names and values are checked where they are applied (quality.resolve)."""
+    path = (directory or manifests_dir()) / TASKS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: expected a mapping of task -> thresholds")
+    for task, values in data.items():
+        if task not in TASKS:
+            raise CatalogError(f"{path}: {task!r} is not a task; expected one of {', '.join(TASKS)}")
+        if not isinstance(values, dict):
+            raise CatalogError(f"{path}: field '{task}' must be a mapping of thresholds")
+    return data

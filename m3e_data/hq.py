@@ -133,7 +133,7 @@ class HqConfig:
 
     def thresholds(self, name: str, task: str, catalog_hq: dict[str, Any]) -> dict[str, Any]:
         return quality.resolve(
-            quality.TASK_DEFAULTS.get(task, {}), self.defaults, catalog_hq, self.sources.get(name, {}),
+            quality.task_defaults(task), self.defaults, catalog_hq, self.sources.get(name, {}),
             where=f"thresholds of {name}",
         )
 
@@ -641,6 +641,7 @@ def run_hq(
             "length_bins": list(LENGTH_BINS),
             "sources": {name: r.as_dict() for name, r in results.items()},
             "overlap": overlap,
+            "thresholds": run_key["thresholds"],  # per source, as applied (the report's length floors)
             "decontamination": {str(p): decon.get(str(p), 0) for p in eval_paths},  # every file, 0 included
         },
     )

@@ -1,5 +1,10 @@
 """The normalize stage: raw rows -> unified rows, through a recipe, with every drop counted by reason.
 
+Every text of every source goes through the shared repairs of textclean (counted per repair), and every
+negative that is empty or, after the exact-dedup normalisation of quality.text_keys, equal to its row's
+query, positive or an earlier negative is removed on its own (counted per reason): a bad negative costs
+the negative, not the row.
+
 Pure functions over iterables and Arrow batches; files and resumption are the driver's (build.py).
 """
 
@@ -12,47 +17,125 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import xxhash
 
 from m3e_data.catalog import Source
+from m3e_data.quality import text_keys
 from m3e_data.readers import BadRow, ReadItem
 from m3e_data.recipe import Context, Pair, Recipe, Skip
 from m3e_data.schema import UNIFIED_SCHEMA, make_id
+from m3e_data.textclean import clean_text
+
+# Bump when normalize's output for the same input changes, so that built sources are rebuilt (build key).
+# 2: shared text repairs; negatives cleaned one by one.
+NORMALIZE_VERSION = 2
+
+# Why a negative was removed from its row (Counts.negatives_removed).
+NEG_EMPTY, NEG_QUERY, NEG_POSITIVE, NEG_REPEATED = "empty", "equals_query", "equals_positive", "equals_negative"
+NEG_NOT_TEXT = "not_text"
+_EMPTY_KEY = xxhash.xxh3_64_intdigest(b"")  # text_keys of a text that normalises to nothing ("。", "——")
 
 
 @dataclass
 class Counts:
     """Raw rows read, unified rows written, and drops by reason (raw rows that gave no pair, plus
-    candidate pairs that failed validation)."""
+    candidate pairs that failed validation), negatives removed from kept rows by reason, and rows changed by
+    each text repair."""
 
     read: int = 0
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    negatives_removed: Counter[str] = field(default_factory=Counter)
+    repairs: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Counts) -> None:
         self.read += other.read
         self.written += other.written
         self.dropped.update(other.dropped)
+        self.negatives_removed.update(other.negatives_removed)
+        self.repairs.update(other.repairs)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"read": self.read, "written": self.written, "dropped": dict(sorted(self.dropped.items()))}
+        return {
+            "read": self.read,
+            "written": self.written,
+            "dropped": dict(sorted(self.dropped.items())),
+            "negatives_removed": dict(sorted(self.negatives_removed.items())),
+            "repairs": dict(sorted(self.repairs.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Counts:
+        """The inverse of as_dict; records written before negatives and repairs were counted read as zero."""
+        return cls(
+            d["read"], d["written"], Counter(d["dropped"]), Counter(d.get("negatives_removed", {})),
+            Counter(d.get("repairs", {})),
+        )
 
 
-def _validated(pair: Pair) -> Pair | str:
-    """The pair with texts stripped and empty or repeated negatives removed, or why it is invalid."""
+def _validated(pair: Pair, counts: Counts) -> Pair | str:
+    """The pair with texts repaired and stripped and empty negatives removed, or why it is invalid.
+    Negatives equal to another text of the row are removed batch-wise, by `_dedup_negatives`."""
     if not isinstance(pair, Pair):
         return "bad_value:not_a_pair"
     query, positive = pair.query, pair.positive
     if not isinstance(query, str) or not isinstance(positive, str):
         return "bad_value:text_not_string"
+    query, r1 = clean_text(query)
+    positive, r2 = clean_text(positive)
     query, positive = query.strip(), positive.strip()
     if not query or not positive:
         return "empty_text"
+    repaired = {*r1, *r2} if r1 or r2 else None
     negatives: list[str] = []
     for neg in pair.negatives or ():
-        if isinstance(neg, str) and (neg := neg.strip()) and neg not in negatives:
+        if isinstance(neg, str):
+            neg, r = clean_text(neg)
+            if r:
+                repaired = {*(repaired or ()), *r}
+            neg = neg.strip()
+        if isinstance(neg, str) and neg:
             negatives.append(neg)
+        else:
+            counts.negatives_removed[NEG_EMPTY if isinstance(neg, str) or neg is None else NEG_NOT_TEXT] += 1
+    if repaired:
+        counts.repairs.update(repaired)
     pair.query, pair.positive, pair.negatives = query, positive, negatives
     return pair
+
+
+def _dedup_negatives(batch: list[tuple[str, Pair]], removed: Counter[str]) -> None:
+    """Remove, in place, each negative that normalises (as exact dedup does) to nothing, to its row's query
+    or positive, or to an earlier negative of the row. One vectorised key pass over the rows that have
+    negatives: most sources have none and pay nothing."""
+    rows = [pair for _, pair in batch if pair.negatives]
+    if not rows:
+        return
+    texts: list[str] = []
+    for pair in rows:
+        texts.append(pair.query)
+        texts.append(pair.positive)
+        texts.extend(pair.negatives)
+    keys = text_keys(pa.array(texts, pa.string())).tolist()
+    at = 0
+    for pair in rows:
+        q_key, p_key = keys[at], keys[at + 1]
+        at += 2
+        kept: list[str] = []
+        seen: set[int] = set()
+        for neg in pair.negatives:
+            key = keys[at]
+            at += 1
+            reason = (
+                NEG_EMPTY if key == _EMPTY_KEY else NEG_QUERY if key == q_key else NEG_POSITIVE if key == p_key
+                else NEG_REPEATED if key in seen else None
+            )
+            if reason is None:
+                seen.add(key)
+                kept.append(neg)
+            else:
+                removed[reason] += 1
+        pair.negatives = kept
 
 
 def _with_groups(items: Iterable[ReadItem], group_by: Any) -> Iterator[tuple[ReadItem, list[dict] | None]]:
@@ -109,7 +192,7 @@ def normalize(
                 continue
             several = len(pairs) > 1
             for j, pair in enumerate(pairs):
-                valid = _validated(pair)
+                valid = _validated(pair, counts)
                 if isinstance(valid, str):
                     dropped[valid] += 1
                     continue
@@ -117,9 +200,11 @@ def normalize(
                 batch.append((key, valid))
                 written += 1
             if len(batch) >= batch_rows:
+                _dedup_negatives(batch, counts.negatives_removed)
                 yield batch
                 batch = []
         if batch:
+            _dedup_negatives(batch, counts.negatives_removed)
             yield batch
     finally:
         counts.read += read

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from m3e_data import langid
+from m3e_data.catalog import load_task_hq
 from m3e_data.minhash import MinHashParams, band_keys, hash_keys, shingle_batch, signatures_from_hashes
 
 # Bump when a statistic's definition changes: cached statistics of an older version are recomputed.
@@ -277,8 +278,20 @@ DEFAULTS: dict[str, Any] = {
     "check_positive_text": True,  # off for sources whose positive is code (SQL)
 }
 
-# Built-in per-task defaults, under the catalog and --config: a SQL positive is code, not Chinese prose.
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {"sql": {"check_positive_text": False}}
+# The length rules (floors and ceilings) by the reason they give and the threshold they read: the report
+# shows, per source, each one's value and the rows it dropped.
+LENGTH_RULES = {
+    "query_too_short": "min_query_chars",
+    "positive_too_short": "min_positive_chars",
+    "query_too_long": "max_query_chars",
+    "positive_too_long": "max_positive_chars",
+}
+
+
+def task_defaults(task: str) -> dict[str, Any]:
+    """The catalog's thresholds for a task (manifests/_tasks.yaml): over DEFAULTS, under --config `defaults:`,
+    a source's catalog `hq:` block and --config `sources:`, in that order (hq.HqConfig.thresholds)."""
+    return dict(load_task_hq().get(task, {}))
 
 
 class ThresholdError(ValueError):
@@ -314,6 +327,8 @@ def rules(t: Mapping[str, Any]) -> list[tuple[str, pl.Expr]]:
             out.append((reason, expr(t[key])))
 
     add("query_equals_positive", "drop_query_equals_positive", lambda _: col("q_key") == col("p_key"))
+    # A safety net: normalize removes such negatives one by one with these same keys, so on rows it built
+    # this never fires; it still guards rows written into OUT/m3e by anything else.
     add("negative_equals_pair", "drop_negative_equals_pair", lambda _: col("neg_equal") > 0)
     add("query_too_short", "min_query_chars", lambda v: col("q_len") < v)
     add("positive_too_short", "min_positive_chars", lambda v: col("p_len") < v)

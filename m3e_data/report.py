@@ -1,8 +1,9 @@
 """The m3e-hq report: one self-contained HTML file (inline SVG, no scripts, no CDN) and a terminal table.
 
 Everything comes from the "hq" section of OUT/build-manifest.json, so a report can be redrawn without the
-data: rows per source through the stages, drops by reason, length distributions of query and positive per
-source (kept rows), and which sources' rows were dropped as duplicates of which others.
+data: rows per source through the stages, drops by reason, the length floors and ceilings in force per
+source and the rows each dropped, length distributions of query and positive per source (kept rows), and
+which sources' rows were dropped as duplicates of which others.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from rich.table import Table
 
 from m3e_data.manifest import read_manifest
+from m3e_data.quality import LENGTH_RULES
 from m3e_data.store import atomic_write_text
 
 STAGE_COLOURS = {
@@ -180,6 +182,36 @@ def overlap_chart(overlap: dict[str, dict[str, int]]) -> str:
     )
 
 
+def length_rules(section: dict[str, Any]) -> dict[str, dict[str, tuple[Any, int]]]:
+    """{source: {rule: (threshold in force, rows it dropped)}} for each length floor and ceiling. A row is
+    counted under the first rule that fires (quality.rules' order), as in the drops by reason."""
+    thresholds = section.get("thresholds", {})
+    out: dict[str, dict[str, tuple[Any, int]]] = {}
+    for name, src in section["sources"].items():
+        applied = thresholds.get(name, {})
+        out[name] = {
+            rule: (applied.get(key), src["dropped"].get(f"quality:{rule}", 0)) for rule, key in LENGTH_RULES.items()
+        }
+    return out
+
+
+def length_rules_html(section: dict[str, Any]) -> str:
+    """One row per source: each length rule's limit (characters, not counting whitespace; ≥ for a floor, ≤
+    for a ceiling) and the rows it dropped; a rule that is off shows —."""
+    rules = length_rules(section)
+    if not rules:
+        return '<p class="note">No source.</p>'
+    head = "".join(f"<th>{_esc(rule)}</th>" for rule in LENGTH_RULES)
+    lines = [f"<table><tr><th>source</th>{head}</tr>"]
+    for name, by_rule in rules.items():
+        cells = []
+        for rule, (value, dropped) in by_rule.items():
+            limit = "—" if value is None else f"{'≥' if rule.endswith('short') else '≤'}{value}"
+            cells.append(f"<td>{_esc(limit)} · {dropped:,}</td>")
+        lines.append(f"<tr><td>{_esc(name)}</td>{''.join(cells)}</tr>")
+    return "".join(lines) + "</table>"
+
+
 def _table_html(sources: dict[str, dict[str, Any]]) -> str:
     head = ["source", "rows in", "eval split", "quality", "decontam.", "dedup", "rows out", "kept %", "top reasons"]
     lines = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
@@ -207,6 +239,10 @@ def render_html(section: dict[str, Any], title: str = "m3e-hq report") -> str:
 ({(100 * total_out / total_in) if total_in else 0:.1f}%) · finished {_esc(section.get("finished", ""))}</p>
 <h2>Rows per source through the stages</h2>{stages_chart(sources)}
 <h2>Drops by reason</h2>{reasons_chart(sources)}
+<h2>Length floors and ceilings</h2>
+<p class="note">Per source: the threshold in force (characters without whitespace; per task in the catalog's
+_tasks.yaml, per source in its <code>hq:</code> block, or --config) · the rows that rule dropped.</p>
+{length_rules_html(section)}
 <h2>Length of the query (characters, kept rows)</h2>{lengths_chart(sources, bins, "query")}
 <h2>Length of the positive (characters, kept rows)</h2>{lengths_chart(sources, bins, "positive")}
 <h2>Duplicates across sources</h2>

@@ -2,8 +2,8 @@
 
 M3E's rule: every row of web_text_zh_{train,valid,testa}.json (JSON lines {qid, title, desc, topic, star,
 content, answer_id, answerer_tags}, one row per reply, train ~2 GB, streamed): 4,258,310 pairs. `<br>`
-tags become line breaks. A qid repeats once per reply; other replies to the same question are never
-negatives (they answer it too). Ids are row positions: a crawled file's answer_ids are not guaranteed
+tags become line breaks in normalize's shared text repairs (m3e_data/textclean.py). A qid repeats once
+per reply; other replies to the same question are never negatives (they answer it too). Ids are row positions: a crawled file's answer_ids are not guaranteed
 unique.
 
 Option `best_answer_only` (default false) keeps one reply per question: the one with the most `star`s,
@@ -11,7 +11,6 @@ the first in file order on a tie. It costs a first pass over the split that keep
 Arrow/polars columns (about 100 MB for the train file), not the rows themselves.
 """
 
-import re
 from array import array
 
 import numpy as np
@@ -22,8 +21,6 @@ from m3e_data.readers import BadRow
 from m3e_data.recipe import Pair, Skip
 
 OPTIONS = {"best_answer_only": False}
-
-_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 def _star(row) -> float:
@@ -78,11 +75,7 @@ def read(located, split, ctx):
         yield row
 
 
-def html_breaks(text: str) -> str:
-    return _BR.sub("\n", text) if "<" in text else text
-
-
 def to_pairs(row, ctx):
     if row.get("_best") is False:
         raise Skip("not_best_answer")
-    yield Pair(html_breaks(row["title"]), html_breaks(row["content"]))
+    yield Pair(row["title"], row["content"])

@@ -3,6 +3,7 @@ re-applied from cached statistics, decontamination, resumption after a kill, the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from m3e_data import hq, quality
+from m3e_data import hq, quality, report
 from m3e_data.build import BuildOptions, build, select_sources
+from m3e_data.catalog import load_catalog
 from m3e_data.cli import main
 from m3e_data.manifest import read_manifest
 from m3e_data.report import write_report
@@ -165,6 +167,45 @@ def test_catalog_thresholds_per_source(tmp_path):
     results = hq.run_hq(out, config, workers=1)
     assert results["paws_x"].dropped == {"quality:query_too_similar": 1}
     assert results["wiki_atomic_edits"].dropped == {}
+
+
+# Synthetic look-alikes of cinlid's entailment pairs: a four-character idiom and a short paraphrase.
+IDIOMS = [("莺俦燕侣", "情侣"), ("一丝不苟", "认真"), ("胸有成竹", "有把握"), ("画蛇添足", "多此一举")]
+
+
+def test_length_floors_layer_task_catalog_config_and_show_in_the_report(tmp_path, monkeypatch):
+    """Floors: code default (positive >= 4) < the catalog's per-task floor (similarity: 2) < --config
+    `defaults:` < the source's catalog `hq:` < --config `sources:`; the report shows each one's drops."""
+    out = tmp_path / "out"
+    _write_source(out, "cinlid", IDIOMS)
+    _write_source(out, "webqa", [("长城有多长", "两万多"), ("长城在哪个国家", "长城位于中国北方。")],
+                  task="qa", homogeneous=False)
+    results = hq.run_hq(out, workers=1)
+    assert results["cinlid"].dropped == {}  # every idiom pair is a real pair
+    assert results["webqa"].dropped == {"quality:positive_too_short": 1}  # a qa answer keeps the 4 floor
+
+    section = read_manifest(out)["stages"]["hq"]
+    assert section["thresholds"]["cinlid"]["min_positive_chars"] == 2
+    assert section["thresholds"]["webqa"]["min_positive_chars"] == 4
+    rules = report.length_rules(section)
+    assert rules["cinlid"]["positive_too_short"] == (2, 0)
+    assert rules["webqa"]["positive_too_short"] == (4, 1) and rules["webqa"]["query_too_long"] == (1024, 0)
+    page = write_report(out).read_text(encoding="utf-8")
+    assert "Length floors and ceilings" in page and "<td>≥4 · 1</td>" in page
+
+    def layered(config: str, catalog_hq: dict | None = None) -> dict:
+        if catalog_hq is not None:
+            entries = dict(load_catalog())
+            entries["cinlid"] = dataclasses.replace(entries["cinlid"], hq=catalog_hq)
+            monkeypatch.setattr(hq, "load_catalog", lambda: entries)
+        path = tmp_path / "hq.yaml"
+        path.write_text(config, encoding="utf-8")
+        return dict(hq.run_hq(out, path, workers=1)["cinlid"].dropped)
+
+    three = {"quality:positive_too_short": 2}  # 情侣, 认真
+    assert layered("defaults:\n  min_positive_chars: 3\n") == three  # --config defaults over the task
+    assert layered("defaults:\n  min_positive_chars: 3\n", {"min_positive_chars": 2}) == {}  # catalog over those
+    assert layered("sources:\n  cinlid:\n    min_positive_chars: 3\n", {"min_positive_chars": 2}) == three
 
 
 def test_thresholds_reapplied_without_recomputing(demo, tmp_path, monkeypatch):

@@ -144,11 +144,47 @@ def test_resolve_layers_and_errors():
 
 
 def test_sql_positive_is_not_checked_as_prose():
-    from m3e_data.quality import TASK_DEFAULTS
+    from m3e_data.quality import task_defaults
 
     stats = pl.from_arrow(compute_stats(_rows([("查询价格最高的商品", "SELECT name FROM t ORDER BY price DESC")])))
     assert apply_rules(stats, resolve())["reason"].to_list() == ["positive_no_chinese"]
-    assert apply_rules(stats, resolve(TASK_DEFAULTS["sql"]))["reason"].to_list() == [None]
+    assert apply_rules(stats, resolve(task_defaults("sql")))["reason"].to_list() == [None]
+
+
+def test_length_floors_per_task_keep_short_paraphrases():
+    """Synthetic cinlid-like idiom pairs: a two-character paraphrase is a real similarity pair; the same
+    positive is too short for a qa answer; one character is too short for anything."""
+    from m3e_data.quality import task_defaults
+
+    pairs = [("莺俦燕侣", "情侣"), ("一丝不苟", "认真"), ("好好", "好")]
+    stats = pl.from_arrow(compute_stats(_rows(pairs, homogeneous=True)))
+    for task in ("similarity", "nli"):
+        assert apply_rules(stats, resolve(task_defaults(task)))["reason"].to_list() == [
+            None, None, "positive_too_short"]
+    assert apply_rules(stats, resolve(task_defaults("qa")))["reason"].to_list() == ["positive_too_short"] * 3
+
+
+def test_every_catalog_threshold_is_known():
+    """The catalog's per-task and per-source thresholds name real rules with values of the right kind."""
+    from m3e_data.catalog import load_catalog, load_task_hq
+    from m3e_data.schema import TASKS
+
+    assert set(load_task_hq()) <= set(TASKS) and load_task_hq()["similarity"]["min_positive_chars"] == 2
+    for task, values in load_task_hq().items():
+        resolve(values, where=f"_tasks.yaml: {task}")
+    for source in load_catalog().values():
+        resolve(source.hq, where=f"{source.name}.yaml: hq")
+
+
+def test_a_malformed_task_file_is_a_catalog_error(tmp_path):
+    from m3e_data.catalog import CatalogError, load_task_hq
+
+    (tmp_path / "_tasks.yaml").write_text("paraphrase:\n  min_positive_chars: 2\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match="'paraphrase' is not a task"):
+        load_task_hq(tmp_path)
+    (tmp_path / "_tasks.yaml").write_text("nli: 2\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match="field 'nli' must be a mapping"):
+        load_task_hq(tmp_path)
 
 
 def test_normalised_keys_meet_across_width_case_and_punctuation():
