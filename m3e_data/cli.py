@@ -14,7 +14,7 @@ from rich.table import Table
 from m3e_data.build import BUILT, UNCHANGED, BuildOptions, SourceResult, build, select_sources
 from m3e_data.catalog import load_catalog
 from m3e_data.console import messages, tables
-from m3e_data.hq_cli import hq_command, hq_options, report_command, run_hq_command
+from m3e_data.hq_cli import hold_for_command, hq_command, hq_options, report_command, run_hq_command
 from m3e_data.mine_cli import mine_command
 from m3e_data.publish_cli import export_command, push_command
 from m3e_data.recipe import recipe_names
@@ -119,6 +119,7 @@ def build_command(
         chosen = select_sources(recipe_arg, commercial_only)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--recipe") from None
+    hold_for_command(out)  # one run per output folder, normalize and hq together
     options = BuildOptions(
         out=out,
         sources=sources,
@@ -144,7 +145,8 @@ def build_command(
         messages.print("nothing was built (see the reasons above); the m3e-hq stage did not run")
         sys.exit(1)
     if not no_hq:
-        run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers)
+        run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers,
+                       sources=[r.name for r in results if r.status in (BUILT, UNCHANGED)])
     if any(r.status == "failed" for r in results):
         sys.exit(1)
 
