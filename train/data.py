@@ -91,7 +91,7 @@ def read_local(
         sub = folder / name
         # A folder without _SUCCESS.json is a stage that was killed mid-write: never trust it.
         if (sub / SUCCESS).exists() and read_success(sub) is None:
-            skipped[name] = "unreadable _SUCCESS.json"
+            skipped[name] = "unreadable _SUCCESS.json, or parts it lists are missing or damaged"
             continue
         if not (sub / SUCCESS).exists():
             skipped[name] = "unfinished (no _SUCCESS.json)"
