@@ -310,6 +310,9 @@ def test_hq_workers_die_when_the_parent_is_killed(tmp_path):
         assert not any(_running(w) for w in workers)
     finally:
         parent.kill()
+        for w in [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]:
+            if _running(w):  # only when the test failed: do not leave them sleeping
+                os.kill(w, signal.SIGKILL)
 
 
 def test_staged_folders_and_their_files_get_ordinary_permissions(tmp_path):
