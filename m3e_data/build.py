@@ -38,6 +38,7 @@ class BuildOptions:
     splits: list[str] | None = None
     commercial_only: bool = False
     recipe_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    verify: bool = False  # compare a reusable output's checksums, not only its sizes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -145,7 +146,7 @@ def build_source(
         "license": {"spdx": source.license.spdx, "commercial": source.commercial},
     }
     target = options.out / "m3e" / source.name
-    done = read_success(target)
+    done = read_success(target, options.verify)
     if done is not None and done.get("key") == key:
         return SourceResult.from_success(source.name, done)
 

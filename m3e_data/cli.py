@@ -112,7 +112,7 @@ def _summary(results: list[SourceResult]) -> Table:
 def build_command(
     recipe_arg: str, out: Path, sources: str, splits: str | None, commercial_only: bool,
     recipe_option: tuple[str, ...], no_hq: bool, config_path: Path | None, decontaminate: tuple[Path, ...],
-    keep_eval_splits: bool, workers: int,
+    keep_eval_splits: bool, workers: int, verify: bool,
 ) -> None:
     """Normalize sources into OUT/m3e/<source>/ in the unified schema."""
     try:
@@ -126,6 +126,7 @@ def build_command(
         splits=[s.strip() for s in splits.split(",")] if splits else None,
         commercial_only=commercial_only,
         recipe_options=_parse_recipe_options(recipe_option),
+        verify=verify,
     )
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
@@ -146,7 +147,7 @@ def build_command(
         sys.exit(1)
     if not no_hq:
         run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers,
-                       sources=[r.name for r in results if r.status in (BUILT, UNCHANGED)])
+                       sources=[r.name for r in results if r.status in (BUILT, UNCHANGED)], verify=verify)
     if any(r.status == "failed" for r in results):
         sys.exit(1)
 

@@ -18,7 +18,10 @@ from m3e_data.report import ReportError, hq_section, summary_table, write_report
 
 
 def hq_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--config, --decontaminate, --keep-eval-splits, --workers: shared by `hq` and `build`."""
+    """--config, --decontaminate, --keep-eval-splits, --workers, --verify: shared by `hq` and `build`."""
+    fn = click.option("--verify", is_flag=True,
+                      help="Check the checksum of every finished part a rerun would reuse (normalize outputs, "
+                           "cached statistics), not only its size; a damaged one is rebuilt.")(fn)
     fn = click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
                       help="Processes that compute the hq statistics.")(fn)
     fn = click.option("--keep-eval-splits", is_flag=True,
@@ -75,8 +78,6 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
 @click.command("hq")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @hq_options
-@click.option("--verify", is_flag=True, help="Check every input part's and cached statistic's checksum, not "
-                                             "only its size; a damaged one is recomputed or refused.")
 def hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
                workers: int, verify: bool) -> None:
     """Re-run the m3e-hq stage over OUT/m3e (quality filter, dedup, decontamination): OUT/m3e-hq, OUT/rejects.

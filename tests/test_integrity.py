@@ -252,6 +252,11 @@ def test_a_damaged_part_is_rebuilt_not_trusted(tmp_path):
     ]
     result = CliRunner().invoke(main, ["hq", str(out), "--workers", "1", "--verify"])
     assert result.exit_code == 1 and "csl" in result.output and "missing or damaged" in result.output
+    # build --verify sees it and rebuilds the source; a plain build would have reused it.
+    assert build(select_sources("csl"), BuildOptions(out=out, sources="demo"))[0].status == "unchanged"
+    assert build(select_sources("csl"), BuildOptions(out=out, sources="demo", verify=True))[0].status == "built"
+    cli("build", "--recipe", "csl", "--sources", "demo", "--out", str(out), "--workers", "1", "--verify")
+    assert read_success(out / "m3e" / "csl", verify=True) is not None
 
 
 def test_a_damaged_statistics_cache_is_recomputed(tmp_path):
