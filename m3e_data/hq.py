@@ -692,6 +692,8 @@ def _run_hq(
     eval_paths = [Path(p) for p in decontaminate]
     if eval_paths and not cfg.stats.text_bands:
         cfg = dataclasses.replace(cfg, stats=dataclasses.replace(cfg.stats, text_bands=True))
+    if names is not None:  # first: a run that stops below must not leave another selection's outputs
+        remove_unselected(out, set(names))
     sources = find_sources(out, names, verify)
     if not sources:
         raise NothingToDo(f"no finished source under {out / 'm3e'}: build one first (m3e-data build)")

@@ -94,6 +94,11 @@ def test_saved_folder_loads_encodes_and_has_a_card(trained):
     for needle in ("alpha", "beta", "apache-2.0", "cc-by-nc-4.0", "do not permit commercial use",
                    "temperature", "nDCG@10", "library_name: sentence-transformers"):
         assert needle in card, needle
+    # Ordinary permissions per the umask: the weights were 0600 and 1_Pooling/ 0700 (a private model).
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (out / "1_Pooling").stat().st_mode & 0o777 == 0o777 & ~mask
 
 
 def test_bundled_encoder_reads_the_model(trained):
