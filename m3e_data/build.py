@@ -22,6 +22,7 @@ from m3e_data import __version__
 from m3e_data.catalog import Source, load_catalog
 from m3e_data.fingerprint import HashCache
 from m3e_data.locate import Located, SourceMissing, locate
+from m3e_data.lock import hold
 from m3e_data.manifest import now, read_manifest, write_stage
 from m3e_data.normalize import NORMALIZE_VERSION, Counts, normalize, to_batch
 from m3e_data.recipe import Context, Recipe, load_recipe
@@ -44,6 +45,7 @@ class BuildOptions:
     splits: list[str] | None = None
     commercial_only: bool = False
     recipe_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    verify: bool = False  # compare a reusable output's checksums, not only its sizes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -178,9 +180,11 @@ def build_source(
         "options": recipe_options,
         "splits": located.splits,
         "layout": located.layout.name,
+        # A catalog licence change must rebuild: every row carries the licence and the commercial flag.
+        "license": {"spdx": source.license.spdx, "commercial": source.commercial},
     }
     target = options.out / "m3e" / source.name
-    done = read_success(target)
+    done = read_success(target, options.verify)
     if done is not None and done.get("key") == key:
         unchanged = SourceResult.from_success(source.name, done)
         unchanged.warnings, unchanged.missing_splits = located.warnings(), located.missing
@@ -233,21 +237,28 @@ def build(
     on_start: Callable[[str], None] | None = None,
     on_rows: Callable[[str, int], None] | None = None,
 ) -> list[SourceResult]:
-    """Normalize every source in turn; one source's failure never stops the others."""
+    """Normalize every source in turn; one source's failure never stops the others.
+
+    The manifest's `selected` lists the sources this run built or found unchanged: what the later stages
+    read, never another run's folders nor the older output of a source that failed now.
+    """
     results = []
     cache = HashCache(options.out)
-    for source in sources:
-        if on_start:
-            on_start(source.name)
-        try:
-            result = build_source(source, options, on_rows, cache)
-        except Exception as exc:  # a broken file or recipe ends its own source, not the build
-            result = SourceResult(source.name, FAILED, f"{type(exc).__name__}: {exc}")
-        finally:
-            cache.save()  # hashes of a 9 GB file survive a later source's crash or Ctrl-C
-        results.append(result)
-    # Sources built by earlier runs into the same folder keep their record.
-    recorded = read_manifest(options.out).get("stages", {}).get(STAGE, {}).get("sources", {})
-    recorded.update({r.name: r.as_dict() for r in results})
-    write_stage(options.out, STAGE, {"options": options.as_dict(), "finished": now(), "sources": recorded})
+    with hold(options.out):
+        for source in sources:
+            if on_start:
+                on_start(source.name)
+            try:
+                result = build_source(source, options, on_rows, cache)
+            except Exception as exc:  # a broken file or recipe ends its own source, not the build
+                result = SourceResult(source.name, FAILED, f"{type(exc).__name__}: {exc}")
+            finally:
+                cache.save()  # hashes of a 9 GB file survive a later source's crash or Ctrl-C
+            results.append(result)
+        # Sources built by earlier runs into the same folder keep their record.
+        recorded = read_manifest(options.out).get("stages", {}).get(STAGE, {}).get("sources", {})
+        recorded.update({r.name: r.as_dict() for r in results})
+        selected = [r.name for r in results if r.status in (BUILT, UNCHANGED)]
+        write_stage(options.out, STAGE, {"options": options.as_dict(), "finished": now(), "selected": selected,
+                                         "sources": recorded})
     return results

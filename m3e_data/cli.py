@@ -14,7 +14,7 @@ from rich.table import Table
 from m3e_data.build import BUILT, UNCHANGED, BuildOptions, SourceResult, build, select_sources
 from m3e_data.catalog import load_catalog
 from m3e_data.console import messages, tables
-from m3e_data.hq_cli import hq_command, hq_options, report_command, run_hq_command
+from m3e_data.hq_cli import hold_for_command, hq_command, hq_options, report_command, run_hq_command
 from m3e_data.mine_cli import mine_command
 from m3e_data.publish_cli import export_command, push_command
 from m3e_data.recipe import recipe_names
@@ -115,19 +115,21 @@ def _summary(results: list[SourceResult]) -> Table:
 def build_command(
     recipe_arg: str, out: Path, sources: str, splits: str | None, commercial_only: bool,
     recipe_option: tuple[str, ...], no_hq: bool, allow_empty: bool, config_path: Path | None,
-    decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int,
+    decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int, verify: bool,
 ) -> None:
     """Normalize sources into OUT/m3e/<source>/ in the unified schema."""
     try:
         chosen = select_sources(recipe_arg, commercial_only)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--recipe") from None
+    hold_for_command(out)  # one run per output folder, normalize and hq together
     options = BuildOptions(
         out=out,
         sources=sources,
         splits=[s.strip() for s in splits.split(",")] if splits else None,
         commercial_only=commercial_only,
         recipe_options=_parse_recipe_options(recipe_option),
+        verify=verify,
     )
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
@@ -150,7 +152,8 @@ def build_command(
         messages.print("nothing was built (see the reasons above); the m3e-hq stage did not run")
         sys.exit(1)
     if not no_hq:
-        run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers)
+        run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers,
+                       sources=[r.name for r in results if r.status in (BUILT, UNCHANGED)], verify=verify)
     flagged = [r for r in results if r.flag]
     for r in flagged:
         messages.print(

@@ -16,6 +16,10 @@
   negatives in no_negatives/<source>-<split>.jsonl (not read unless named).
 
 Converters are pure functions over Arrow tables; `export` is the driver (files, atomic output folder).
+
+A commercial-only export (`commercial_only`, or data whose build was commercial-only, as its
+build-manifest.json says) keeps only rows flagged commercial and re-checks every row it writes with the
+check `push --commercial-only` makes; one row that fails it refuses the whole export.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from m3e_data.catalog import load_catalog
+from m3e_data.commercial import row_problems
 from m3e_data.hub_stage import input_sources, select_rows, split_groups
+from m3e_data.manifest import read_manifest
 from m3e_data.store import iter_batches, parquet_files, staged_folder
 
 FORMATS = ("uniem", "sentence-transformers", "flagembedding")
@@ -200,10 +207,21 @@ def is_export(folder: Path) -> bool:
     return all(p.is_dir() or p.suffix in (".parquet", ".jsonl") for p in folder.rglob("*"))
 
 
-def export(data_dir: Path, fmt: str, out: Path, *, max_negatives: int | None = None) -> ExportResult:
+def built_commercial_only(data_dir: Path) -> bool:
+    """Whether the build that made `data_dir` (OUT/m3e-hq or OUT/m3e-hq-with-score) was commercial-only."""
+    stages = read_manifest(data_dir.parent).get("stages", {})
+    return bool(stages.get("hq", {}).get("commercial_only")
+                or (stages.get("normalize", {}).get("options") or {}).get("commercial_only"))
+
+
+def export(
+    data_dir: Path, fmt: str, out: Path, *, max_negatives: int | None = None, commercial_only: bool = False
+) -> ExportResult:
     """Write every source of `data_dir` in `fmt` into `out` (replaced atomically when done).
 
     `out` must be new, empty or an earlier export: anything else would be deleted, so it is refused.
+    `commercial_only` keeps only commercial rows; with it, or when the data's build was commercial-only,
+    every written row is re-checked and any that fails refuses the export (nothing is written).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -215,6 +233,8 @@ def export(data_dir: Path, fmt: str, out: Path, *, max_negatives: int | None = N
             f"{out}: exists and holds files an export does not write; it would be replaced, so choose an empty "
             "or new folder (or remove it yourself)"
         )
+    check = commercial_only or built_commercial_only(data_dir)
+    catalog = load_catalog() if check else {}
     result = ExportResult(out)
     with staged_folder(out) as tmp:
         sinks = _Sinks(tmp)
@@ -224,7 +244,13 @@ def export(data_dir: Path, fmt: str, out: Path, *, max_negatives: int | None = N
                 fewest, scored = _profile(parts)
                 for part in parts:
                     for batch in iter_batches(part, READ_BATCH_ROWS):
-                        for split, rows in split_groups(select_rows(batch, commercial_only=False)):
+                        table = select_rows(batch, commercial_only=commercial_only)
+                        if check:
+                            problems = row_problems(table, part.relative_to(data_dir).as_posix(), catalog)
+                            if problems:
+                                raise ExportError("refusing a commercial-only export; nothing was written:\n  "
+                                                  + "\n  ".join(problems[:20]))
+                        for split, rows in split_groups(table):
                             if fmt == "uniem":
                                 tables = to_uniem(rows, scored)
                             elif fmt == "sentence-transformers":

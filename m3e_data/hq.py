@@ -14,14 +14,24 @@ reason of the first stage that drops it):
 
 Outputs are written per source with store.staged_folder; a source whose _SUCCESS.json key matches this
 run's is left alone, so a killed run re-run with the same inputs finishes the rest and gives the same output.
+
+The stage reads exactly the sources of the run it follows: those `build` selected and built (the manifest's
+normalize `selected`), never every folder under OUT/m3e (an older run's, or the older output of a source
+that failed now), and it removes the outputs of sources outside that selection from m3e-hq/ and rejects/.
+A commercial-only selection is checked row by row before anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -38,9 +48,11 @@ import yaml
 
 from m3e_data import __version__, quality
 from m3e_data.catalog import Source, load_catalog
+from m3e_data.commercial import row_problems
 from m3e_data.decontaminate import EvalIndex, contaminated
 from m3e_data.dedup import exact_duplicates, keep_order, near_duplicates
-from m3e_data.manifest import now, write_stage
+from m3e_data.lock import hold
+from m3e_data.manifest import now, read_manifest, write_stage
 from m3e_data.quality import StatsParams, band_columns
 from m3e_data.schema import EVAL_SPLITS, UNIFIED_SCHEMA, conform
 from m3e_data.store import (
@@ -81,6 +93,11 @@ class HqConfigError(ValueError):
 
 class NothingToDo(ValueError):
     """OUT/m3e holds no finished source (every source was missing or failed)."""
+
+
+class InputError(ValueError):
+    """A selected source whose normalize output is missing, damaged, or not commercial in a commercial-only
+    run: the stage refuses rather than leave it out silently."""
 
 
 @dataclass
@@ -185,15 +202,36 @@ class HqSourceResult:
 # Inputs and the statistics cache
 
 
-def find_sources(out: Path) -> list[SourceInput]:
-    """Finished normalize outputs (folders with _SUCCESS.json) under OUT/m3e, by name."""
+def selection(out: Path) -> tuple[list[str] | None, bool]:
+    """The sources the last build into OUT selected and built, and whether it was commercial-only.
+
+    None when no build recorded a selection (an OUT/m3e written by other means): every finished folder.
+    """
+    normalize = read_manifest(out).get("stages", {}).get("normalize", {})
+    selected = normalize.get("selected")
+    commercial_only = bool((normalize.get("options") or {}).get("commercial_only"))
+    return (list(selected) if isinstance(selected, list) else None), commercial_only
+
+
+def find_sources(out: Path, names: list[str] | None = None, verify: bool = False) -> list[SourceInput]:
+    """The normalize outputs under OUT/m3e named by `names` (every finished one when None), by name.
+
+    A named source whose folder is missing or damaged is an InputError, never skipped.
+    """
     catalog = load_catalog()
     found = []
     root = out / "m3e"
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []:
-        success = read_success(folder)
+    if names is None:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    else:
+        folders = [root / n for n in sorted(set(names))]
+    for folder in folders:
+        success = read_success(folder, verify)
         if success is None:
-            continue
+            if names is None:
+                continue
+            raise InputError(f"{folder}: the build selected this source but its output is missing or damaged; "
+                             "rerun the build")
         entry: Source | None = catalog.get(folder.name)
         task = entry.task if entry else _first_value(folder, "task")
         homogeneous = entry.homogeneous if entry else bool(_first_value(folder, "homogeneous"))
@@ -214,6 +252,12 @@ def _first_value(folder: Path, column: str) -> str | None:
     return None
 
 
+def _identity(success: dict[str, Any]) -> dict[str, Any]:
+    """A completion record without its file list: what the output was made from and holds, not the bytes
+    of its files (a record sealed by an older version still matches)."""
+    return {k: v for k, v in success.items() if k != "files"}
+
+
 def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
 
@@ -229,6 +273,22 @@ def _stats_task(table: pa.Table, params: StatsParams) -> pa.Table:
     return stats.append_column("split", table.column("split")).append_column("commercial", table.column("commercial"))
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a worker ends when the process that started it does, kill -9 included.
+
+    Linux sends the signal set here when the parent dies; a parent that died before the call is caught by
+    the pid check. Elsewhere the pool's own shutdown is all there is.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _bounded_map(fn: Callable[..., pa.Table], items: Iterator[pa.Table], params: StatsParams, workers: int) -> Iterator[pa.Table]:
     """fn over items in a process pool, in order, with at most 2 x workers batches in flight (memory).
 
@@ -238,7 +298,7 @@ def _bounded_map(fn: Callable[..., pa.Table], items: Iterator[pa.Table], params:
         for item in items:
             yield fn(item, params)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         pending: list[Future] = []
         for item in items:
             pending.append(pool.submit(fn, item, params))
@@ -252,11 +312,13 @@ def stats_path(out: Path, name: str) -> Path:
     return out / ".cache" / "hq" / name
 
 
-def ensure_stats(out: Path, src: SourceInput, params: StatsParams, workers: int, on_progress: ProgressFn | None) -> tuple[Path, bool]:
-    """The cached statistics folder of one source, computed now if missing or stale. Returns (folder, cached)."""
-    key = {"input": _digest(src.success), "stats": params.record(), "polars": pl.__version__}
+def ensure_stats(out: Path, src: SourceInput, params: StatsParams, workers: int, on_progress: ProgressFn | None,
+                 verify: bool = False) -> tuple[Path, bool]:
+    """The cached statistics folder of one source, computed now if missing, stale or damaged.
+    Returns (folder, cached)."""
+    key = {"input": _digest(_identity(src.success)), "stats": params.record(), "polars": pl.__version__}
     folder = stats_path(out, src.name)
-    done = read_success(folder)
+    done = read_success(folder, verify)
     if done is not None:
         # Statistics that hold the text band keys serve a run that does not need them, too.
         fuller = {**key, "stats": {**key["stats"], "text_bands": True}}
@@ -550,6 +612,37 @@ def write_source(
             cm.__exit__(None, None, None)
 
 
+def check_commercial(sources: list[SourceInput]) -> None:
+    """Every row of a commercial-only selection must say commercial, with a licence the catalog agrees
+    with: the check `push --commercial-only` makes, over the stage's input."""
+    problems: list[str] = []
+    for src in sources:
+        for path in parquet_files(src.folder):
+            table = pq.read_table(path, columns=["source", "license", "commercial"])
+            problems += row_problems(table, f"{src.name}/{path.name}")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise InputError(f"a commercial-only build holds rows that are not commercial; nothing was written:\n  {shown}")
+
+
+def remove_unselected(out: Path, names: set[str]) -> None:
+    """Remove the m3e-hq and rejects outputs of sources outside this run's selection: left there, a
+    commercial-only m3e-hq would still hold an earlier full run's sources. Only folders this stage
+    committed (a completion record keyed by its inputs) are removed."""
+    for parent in [out / "m3e-hq", *(out / "rejects" / stage for stage in REJECT_STAGES)]:
+        if not parent.is_dir():
+            continue
+        for folder in parent.iterdir():
+            if folder.name in names or folder.name.startswith(".") or not folder.is_dir():
+                continue
+            try:  # the record itself, damaged files or not: a damaged output must go too
+                record = json.loads((folder / SUCCESS).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("key"), dict) and "inputs" in record["key"]:
+                shutil.rmtree(folder)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The driver
 
@@ -569,21 +662,47 @@ def run_hq(
     keep_eval_splits: bool = False,
     on_progress: ProgressFn | None = None,
     workers: int = 2,
+    sources: list[str] | None = None,
+    verify: bool = False,
 ) -> dict[str, HqSourceResult]:
-    """Run the m3e-hq stage over every finished source in OUT/m3e; returns per-source results."""
-    started = time.perf_counter()
+    """Run the m3e-hq stage over the sources the last build selected (or `sources`); per-source results.
+
+    Holds OUT's lock for the run. `verify` checks every input part's checksum, not only its size.
+    """
     out = Path(out)
+    with hold(out):
+        return _run_hq(out, config, decontaminate, keep_eval_splits, on_progress, workers, sources, verify)
+
+
+def _run_hq(
+    out: Path,
+    config: HqConfig | Path | None,
+    decontaminate: list[Path] | tuple[Path, ...],
+    keep_eval_splits: bool,
+    on_progress: ProgressFn | None,
+    workers: int,
+    names: list[str] | None,
+    verify: bool,
+) -> dict[str, HqSourceResult]:
+    started = time.perf_counter()
+    selected, commercial_only = selection(out)
+    if names is None:
+        names = selected
     cfg = config if isinstance(config, HqConfig) else HqConfig.load(config)
     eval_paths = [Path(p) for p in decontaminate]
     if eval_paths and not cfg.stats.text_bands:
         cfg = dataclasses.replace(cfg, stats=dataclasses.replace(cfg.stats, text_bands=True))
-    sources = find_sources(out)
+    if names is not None:  # first: a run that stops below must not leave another selection's outputs
+        remove_unselected(out, set(names))
+    sources = find_sources(out, names, verify)
     if not sources:
         raise NothingToDo(f"no finished source under {out / 'm3e'}: build one first (m3e-data build)")
+    if commercial_only:
+        check_commercial(sources)
     results = {s.name: HqSourceResult(s.name) for s in sources}
     folders = []
     for src in sources:
-        folder, cached = ensure_stats(out, src, cfg.stats, workers, on_progress)
+        folder, cached = ensure_stats(out, src, cfg.stats, workers, on_progress, verify)
         folders.append(folder)
         results[src.name].stats_cached = cached
     eval_index = EvalIndex.build(eval_paths, cfg.stats) if eval_paths else None
@@ -600,7 +719,7 @@ def run_hq(
     run_key = {
         "m3e_data": __version__,
         "options": options,
-        "inputs": {s.name: _digest(s.success) for s in sources},
+        "inputs": {s.name: _digest(_identity(s.success)) for s in sources},
         "thresholds": {s.name: cfg.thresholds(s.name, s.task, s.catalog_hq) for s in sources},
     }
     # Global numbering of kept ids: decisions hold gidx into the concatenation of alive rows.
@@ -631,10 +750,12 @@ def run_hq(
         if on_progress:
             on_progress("write", src.name, r.rows_in)
 
+    remove_unselected(out, {s.name for s in sources})
     write_stage(
         out,
         STAGE,
         {
+            "commercial_only": commercial_only,
             "options": options,
             "finished": now(),
             "seconds": round(time.perf_counter() - started, 3),

@@ -11,13 +11,17 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from m3e_data.console import messages, tables
 from m3e_data.decontaminate import EvalFileError
-from m3e_data.hq import HqConfig, HqConfigError, NothingToDo, run_hq
+from m3e_data.hq import HqConfig, HqConfigError, InputError, NothingToDo, run_hq
+from m3e_data.lock import FolderBusy, acquire, release
 from m3e_data.quality import ThresholdError
 from m3e_data.report import ReportError, hq_section, summary_table, write_report
 
 
 def hq_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--config, --decontaminate, --keep-eval-splits, --workers: shared by `hq` and `build`."""
+    """--config, --decontaminate, --keep-eval-splits, --workers, --verify: shared by `hq` and `build`."""
+    fn = click.option("--verify", is_flag=True,
+                      help="Check the checksum of every finished part a rerun would reuse (normalize outputs, "
+                           "cached statistics), not only its size; a damaged one is rebuilt.")(fn)
     fn = click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
                       help="Processes that compute the hq statistics.")(fn)
     fn = click.option("--keep-eval-splits", is_flag=True,
@@ -31,9 +35,20 @@ def hq_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def hold_for_command(out: Path) -> None:
+    """Hold OUT's lock until the command ends (click closes its context), or fail in one line."""
+    try:
+        acquire(out)
+    except FolderBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    click.get_current_context().call_on_close(lambda: release(out))
+
+
 def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
-                   workers: int) -> None:
-    """Run the hq stage with a progress display and print its summary table (used by `hq` and `build`)."""
+                   workers: int, sources: list[str] | None = None, verify: bool = False) -> None:
+    """Run the hq stage with a progress display and print its summary table (used by `hq` and `build`).
+
+    `sources`: the build's selection (default: the one the last build recorded in the manifest)."""
     try:
         config = HqConfig.load(config_path)
     except (HqConfigError, ThresholdError) as exc:
@@ -46,8 +61,9 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
             progress.update(task, description=f"m3e-hq {step}: {source}", completed=rows)
 
         try:
-            run_hq(out, config, list(decontaminate), keep_eval_splits, on_progress=on_progress, workers=workers)
-        except (EvalFileError, ThresholdError, NothingToDo) as exc:
+            run_hq(out, config, list(decontaminate), keep_eval_splits, on_progress=on_progress, workers=workers,
+                   sources=sources, verify=verify)
+        except (EvalFileError, ThresholdError, NothingToDo, InputError, FolderBusy) as exc:
             raise click.ClickException(str(exc)) from None
     section = hq_section(out)
     tables().print(summary_table(section))
@@ -63,12 +79,14 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @hq_options
 def hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
-               workers: int) -> None:
+               workers: int, verify: bool) -> None:
     """Re-run the m3e-hq stage over OUT/m3e (quality filter, dedup, decontamination): OUT/m3e-hq, OUT/rejects.
 
-    Statistics are cached, so re-running with new thresholds takes seconds.
+    Reads the sources the last build into OUT selected. Statistics are cached, so re-running with new
+    thresholds takes seconds.
     """
-    run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers)
+    hold_for_command(out)
+    run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers, verify=verify)
 
 
 @click.command("report")

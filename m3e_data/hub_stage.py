@@ -139,8 +139,10 @@ def input_sources(data_dir: Path) -> list[Path]:
     for folder in folders:
         if folder.name == ALL_CONFIG:
             raise StageError(f"{folder}: a source may not be named {ALL_CONFIG!r} (that config holds every source)")
-        if read_success(folder) is None:
-            raise StageError(f"{folder}: no {SUCCESS}; the stage that writes it did not finish, rerun it first")
+        # Checksums too: what is published or exported must be what the stage committed.
+        if read_success(folder, verify=True) is None:
+            raise StageError(f"{folder}: no {SUCCESS}, or parts it lists are missing or damaged; the stage that "
+                             "writes it did not finish cleanly, rerun it first")
     return folders
 
 

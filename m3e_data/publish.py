@@ -27,7 +27,8 @@ from huggingface_hub import DatasetCard, HfApi, get_token
 
 from m3e_data import __version__
 from m3e_data.card import build_card, card_licenses_commercial, write_card
-from m3e_data.catalog import COMMERCIAL_LICENSES, Source, load_catalog
+from m3e_data.catalog import Source, load_catalog
+from m3e_data.commercial import licences, row_problems
 from m3e_data.hub_stage import (
     HUB_UPLOAD_CACHE,
     SHARD_BYTES,
@@ -103,22 +104,8 @@ def commercial_problems(folder: Path, catalog: dict[str, Source] | None = None) 
         except (pa.ArrowInvalid, KeyError, OSError) as exc:
             problems.append(f"{rel}: unreadable or lacks source/license/commercial columns ({exc})")
             continue
-        combos = table.group_by(["source", "license", "commercial"]).aggregate([([], "count_all")])
-        for row in combos.to_pylist():
-            source, spdx, commercial, n = row["source"], row["license"], row["commercial"], row["count_all"]
-            spdx_seen.add(spdx)
-            src = catalog.get(source)
-            if commercial is not True:
-                problems.append(f"{rel}: {n:,} row(s) of {source} have commercial={commercial}")
-            if spdx not in COMMERCIAL_LICENSES:
-                problems.append(f"{rel}: {n:,} row(s) of {source} carry licence {spdx}, not a commercial one")
-            if src is None:
-                problems.append(f"{rel}: {n:,} row(s) come from {source!r}, which the catalog does not know")
-            elif not src.commercial or src.license.spdx != spdx:
-                problems.append(
-                    f"{rel}: {n:,} row(s) of {source} say {spdx}; the catalog says {src.license.spdx}, "
-                    f"commercial={src.commercial}"
-                )
+        spdx_seen |= licences(table)
+        problems += row_problems(table, rel, catalog)
     readme = folder / "README.md"
     if not readme.is_file():
         problems.append("README.md: the dataset card is missing")

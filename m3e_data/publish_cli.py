@@ -83,10 +83,13 @@ def push_command(
               help="Output folder: new, empty or an earlier export (replaced when the export finishes).")
 @click.option("--max-negatives", type=click.IntRange(min=0), default=None,
               help="sentence-transformers: at most this many negative_i columns.")
-def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | None) -> None:
+@click.option("--commercial-only", is_flag=True,
+              help="Export only rows whose licence permits commercial use; refuse if any row says otherwise. "
+                   "Implied when DATA_DIR's build was commercial-only.")
+def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | None, commercial_only: bool) -> None:
     """Write DATA_DIR in the column names and layout of uniem, sentence-transformers or FlagEmbedding."""
     try:
-        result = export(data_dir, fmt, out, max_negatives=max_negatives)
+        result = export(data_dir, fmt, out, max_negatives=max_negatives, commercial_only=commercial_only)
     except (ExportError, StageError) as exc:
         raise click.ClickException(str(exc)) from None
     table = Table(title=f"{fmt} export: {out}")

@@ -1,16 +1,23 @@
 """Atomic files and per-source output folders that a killed build never leaves half-written.
 
 A stage writes one source into a hidden temp folder, adds `_SUCCESS.json` (its statistics and the key
-that says what it was built from), then swaps the folder into place with renames. A folder without
-`_SUCCESS.json` is never trusted; a rerun whose key matches skips the source.
+that says what it was built from), then swaps the folder into place with renames. On the way in, the
+record gets the folder's files with their sizes and SHA-256 (`files`). A folder without `_SUCCESS.json`,
+or whose listed files are missing or of another size, is never trusted (`read_success` says None, so the
+stage rebuilds it); `verify=True` compares the checksums too (on `--verify` and before publishing).
+
+Temp names start with TEMP_PREFIX and the owner's pid (`.m3e-tmp.<pid>.<random>.<name>`): a name no
+user file has, so cleaning up after a killed run removes only temps whose owner is dead, never a live
+run's and never a user's file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,27 +29,45 @@ import pyarrow.parquet as pq
 from m3e_data.schema import UNIFIED_SCHEMA
 
 SUCCESS = "_SUCCESS.json"
+TEMP_PREFIX = ".m3e-tmp."
 PART_ROWS = 1_000_000  # rows per Parquet part file
 ROW_GROUP_ROWS = 100_000
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def temp_name(name: str) -> str:
+    """A name for a temp beside `name` that says whose it is (this process) and that no user file has."""
+    return f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{name}"
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid a temp name carries, or None when the name is not one of ours."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    pid = name[len(TEMP_PREFIX):].split(".", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / temp_name(path.name)
     try:
+        # O_EXCL: a new file, created with the umask's ordinary permissions (a report, a card).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        # mkstemp makes the file 0600; the result is an ordinary file (a report, a card), readable as any.
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -50,12 +75,69 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
 
 
-def read_success(folder: Path) -> dict[str, Any] | None:
-    """The completion record of a finished source folder, or None if it is absent or unreadable."""
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under `folder` but the completion record: relative path -> bytes and sha256."""
+    return {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != SUCCESS
+    }
+
+
+def damage(folder: Path, record: dict[str, Any], verify: bool = False) -> list[str]:
+    """What is wrong with a committed folder's files against its record ([] when intact).
+
+    Sizes always (a stat per file); checksums when `verify`. A record written before files were listed
+    has its `parts` checked for presence.
+    """
+    files = record.get("files")
+    if not isinstance(files, dict):
+        parts = record.get("parts")
+        names = parts if isinstance(parts, list) else []
+        return [f"{n}: missing" for n in names if not (folder / str(n)).is_file()]
+    problems = []
+    for rel, want in files.items():
+        path = folder / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(f"{rel}: missing")
+            continue
+        if size != want.get("bytes"):
+            problems.append(f"{rel}: {size:,} bytes, the record says {want.get('bytes')}")
+        elif verify and file_sha256(path) != want.get("sha256"):
+            problems.append(f"{rel}: checksum differs from the record")
+    return problems
+
+
+def read_success(folder: Path, verify: bool = False) -> dict[str, Any] | None:
+    """The completion record of a finished folder, or None if it is absent, unreadable, or its files are
+    missing or damaged (see `damage`): such a folder is rebuilt, never trusted."""
     try:
-        return json.loads((folder / SUCCESS).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        record = json.loads((folder / SUCCESS).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    if not isinstance(record, dict) or damage(folder, record, verify):
+        return None
+    return record
+
+
+def _seal(folder: Path) -> None:
+    """Add the folder's file list (sizes, checksums) to its completion record, if it has one."""
+    path = folder / SUCCESS
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["files"] = list_files(folder)
+    atomic_write_json(path, record)
 
 
 class PartWriter:
@@ -104,27 +186,45 @@ class PartWriter:
 
 @contextmanager
 def staged_folder(target: Path) -> Iterator[Path]:
-    """A temp folder beside `target` that replaces it on success and is removed on failure."""
+    """A temp folder beside `target` that replaces it on success and is removed on failure.
+
+    A `_SUCCESS.json` written into it gets the folder's file list (sizes, checksums) before the swap.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = target.parent / temp_name(target.name)
+    tmp.mkdir()  # ordinary permissions per the umask (mkdtemp made 0700 folders)
     try:
         yield tmp
+        _seal(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = target.parent / f".{target.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
+    old = target.parent / temp_name(target.name + ".old")
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
 
 
+def ordinary_permissions(folder: Path) -> None:
+    """Folders and files under `folder` get the umask's ordinary modes (0755/0644 for 022), whatever the
+    library that wrote them chose (a temp folder is 0700, some writers make 0600 files)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [folder, *folder.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def clean_stale(folder: Path) -> None:
-    """Remove temp folders that a killed run left behind."""
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp"):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    """Remove the temps a killed run left behind: only ours (TEMP_PREFIX) and only if the owner is dead."""
+    if not folder.is_dir():
+        return
+    for p in folder.glob(TEMP_PREFIX + "*"):
+        pid = temp_owner(p.name)
+        if pid is None or _alive(pid):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
 
 
 def parquet_files(folder: Path) -> list[Path]:

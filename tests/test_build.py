@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,7 +19,7 @@ from m3e_data.cli import main
 from m3e_data.locate import demo_root
 from m3e_data.recipe import Recipe, load_recipe, recipe_names
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.store import SUCCESS
+from m3e_data.store import SUCCESS, TEMP_PREFIX
 
 FIVE = ["cmrc2018", "ocnli", "lcqmc", "hc3_chinese", "news2016zh"]
 
@@ -118,7 +120,8 @@ def test_a_killed_build_reruns_to_the_same_output_as_an_uninterrupted_one(tmp_pa
     monkeypatch.setattr(build_module, "to_batch", real_batch)
     assert not (killed.out / "m3e" / "hc3_chinese").exists()
     # What a SIGKILL leaves behind: a temp folder with a half-written part, never trusted.
-    stale = killed.out / "m3e" / ".lcqmc.abc.tmp"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = killed.out / "m3e" / f"{TEMP_PREFIX}{int(dead.stdout)}.abc.lcqmc"
     stale.mkdir(parents=True)
     (stale / "part-00000.parquet").write_bytes(b"PAR1 half")
     # And a finished folder from an older run whose completion record is gone.

@@ -286,7 +286,7 @@ def test_killed_stage_resumes_to_the_same_output(demo, demo_base, tmp_path, monk
     results = hq.run_hq(demo, workers=1)
     # The two finished sources are not rewritten; the rest are.
     assert sorted(n for n, r in results.items() if not r.written) == sorted(calls[:2])
-    assert not list((demo / "m3e-hq").glob(".*.tmp"))
+    assert not list((demo / "m3e-hq").glob(".*"))
     for name in results:
         assert _rows(demo / "m3e-hq" / name) == _rows(clean / "m3e-hq" / name)
 

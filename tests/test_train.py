@@ -94,6 +94,11 @@ def test_saved_folder_loads_encodes_and_has_a_card(trained):
     for needle in ("alpha", "beta", "apache-2.0", "cc-by-nc-4.0", "do not permit commercial use",
                    "temperature", "nDCG@10", "library_name: sentence-transformers"):
         assert needle in card, needle
+    # Ordinary permissions per the umask: the weights were 0600 and 1_Pooling/ 0700 (a private model).
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (out / "1_Pooling").stat().st_mode & 0o777 == 0o777 & ~mask
 
 
 def test_bundled_encoder_reads_the_model(trained):
@@ -236,8 +241,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(build, monkeypatch):
 
 
 def test_selection_commercial_sources_caps_and_unfinished_folders(build, tmp_path):
-    data = tdata.load_rows(str(build["build"]), commercial_only=True, heldout_rows=10)
-    assert list(data.sources) == ["alpha"] and "beta" in data.skipped
+    # --commercial-only keeps commercial rows and re-checks them against the catalog, as push does: the
+    # invented sources here are unknown to it (and "apache-2.0" is not an SPDX id), so they are refused.
+    with pytest.raises(ValueError, match="'alpha', which the catalog does not know"):
+        tdata.load_rows(str(build["build"]), commercial_only=True, heldout_rows=10)
+    catalog_named = tmp_path / "catalog" / "m3e-hq"
+    write_source(catalog_named, corpus_rows("csl", 200, topics=Topics(seed=2), license="Apache-2.0"))
+    write_source(catalog_named, corpus_rows("lcqmc", 100, topics=Topics(seed=2), commercial=False,
+                                            license="LicenseRef-LCQMC-research-only"))
+    data = tdata.load_rows(str(catalog_named.parent), commercial_only=True, heldout_rows=10)
+    assert list(data.sources) == ["csl"] and "lcqmc" in data.skipped
     data = tdata.load_rows(str(build["build"]), sources=["beta"], max_rows_per_source=50, heldout_rows=10)
     beta = data.sources["beta"]
     assert beta.train.num_rows == 50 and beta.heldout.num_rows == 10

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from m3e_data.catalog import load_catalog
+from m3e_data.commercial import row_problems
 from m3e_data.schema import COLUMNS, EVAL_SPLITS, conform
 from m3e_data.store import SUCCESS, parquet_files, read_success
 
@@ -89,7 +91,7 @@ def read_local(
         sub = folder / name
         # A folder without _SUCCESS.json is a stage that was killed mid-write: never trust it.
         if (sub / SUCCESS).exists() and read_success(sub) is None:
-            skipped[name] = "unreadable _SUCCESS.json"
+            skipped[name] = "unreadable _SUCCESS.json, or parts it lists are missing or damaged"
             continue
         if not (sub / SUCCESS).exists():
             skipped[name] = "unfinished (no _SUCCESS.json)"
@@ -150,13 +152,20 @@ def _filter_commercial(tables: dict[str, pa.Table], skipped: dict[str, str], com
     if not commercial_only:
         return tables
     kept: dict[str, pa.Table] = {}
+    problems: list[str] = []
+    catalog = load_catalog()
     for name, table in tables.items():
         # Per row, not per source: the column is the contract, and a source may mix licences.
         table = table.filter(pc.field("commercial"))
         if table.num_rows:
             kept[name] = table
+            # The rows left must also carry a commercial licence the catalog agrees with (push's check).
+            problems += row_problems(table, name, catalog)
         else:
             skipped[name] = "not commercial (--commercial-only)"
+    if problems:
+        raise ValueError("refusing --commercial-only training on rows whose licence says otherwise:\n  "
+                         + "\n  ".join(problems[:20]))
     return kept
 
 

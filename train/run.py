@@ -26,7 +26,7 @@ from m3e_train.card import render_card
 from m3e_train.data import SCORED, TrainData, load_rows, source_of, training_tables
 from m3e_train.evaluate import IRSet, evaluate, heldout_set, t2ranking_set
 
-from m3e_data.store import atomic_write_json
+from m3e_data.store import atomic_write_json, ordinary_permissions
 
 log = logging.getLogger("m3e_train")
 
@@ -286,6 +286,7 @@ def save_model_folder(model, out: Path, extra_files: dict[str, str]) -> None:
         model.save(str(tmp), create_model_card=False)
         for name, text in extra_files.items():
             (tmp / name).write_text(text, encoding="utf-8")
+        ordinary_permissions(tmp)  # mkdtemp's 0700 and the weights' 0600 would make the model private
         (out / "modules.json").unlink(missing_ok=True)
         for entry in sorted(tmp.iterdir(), key=lambda p: p.name == "modules.json"):
             target = out / entry.name

@@ -1,0 +1,35 @@
+"""The row check of a commercial-only output, shared by every command that makes one (push, export,
+hq, train): each row's `commercial` flag, its licence, and its source's catalog entry must all agree."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from m3e_data.catalog import COMMERCIAL_LICENSES, Source, load_catalog
+
+
+def row_problems(table: pa.Table, where: str, catalog: dict[str, Source] | None = None) -> list[str]:
+    """What in `table` (columns source, license, commercial) a commercial-only output must not hold."""
+    catalog = catalog if catalog is not None else load_catalog()
+    problems: list[str] = []
+    combos = table.select(["source", "license", "commercial"]).group_by(
+        ["source", "license", "commercial"]).aggregate([([], "count_all")])
+    for row in combos.to_pylist():
+        source, spdx, commercial, n = row["source"], row["license"], row["commercial"], row["count_all"]
+        src = catalog.get(source)
+        if commercial is not True:
+            problems.append(f"{where}: {n:,} row(s) of {source} have commercial={commercial}")
+        if spdx not in COMMERCIAL_LICENSES:
+            problems.append(f"{where}: {n:,} row(s) of {source} carry licence {spdx}, not a commercial one")
+        if src is None:
+            problems.append(f"{where}: {n:,} row(s) come from {source!r}, which the catalog does not know")
+        elif not src.commercial or src.license.spdx != spdx:
+            problems.append(
+                f"{where}: {n:,} row(s) of {source} say {spdx}; the catalog says {src.license.spdx}, "
+                f"commercial={src.commercial}"
+            )
+    return problems
+
+
+def licences(table: pa.Table) -> set[str]:
+    return set(table["license"].unique().to_pylist())
