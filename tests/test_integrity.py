@@ -152,10 +152,10 @@ def test_a_source_that_fails_now_is_never_taken_from_an_older_output(tmp_path, m
 
     real = build_module.build_source
 
-    def csl_breaks(source, options, on_rows=None):
+    def csl_breaks(source, options, *args):
         if source.name == "csl":
             raise OSError("disk read error")
-        return real(source, options, on_rows)
+        return real(source, options, *args)
 
     monkeypatch.setattr(build_module, "build_source", csl_breaks)
     result = CliRunner().invoke(main, ["build", "--recipe", "paws_x,csl,cmrc2018", "--sources", "demo", "--out",
