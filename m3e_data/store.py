@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from m3e_data import ownership
 from m3e_data.schema import UNIFIED_SCHEMA
 
 SUCCESS = "_SUCCESS.json"
@@ -103,12 +104,23 @@ class PartWriter:
 
 
 @contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
-    """A temp folder beside `target` that replaces it on success and is removed on failure."""
+def staged_folder(target: Path, owner: str = "stage") -> Iterator[Path]:
+    """A temp folder beside `target` that replaces it on success and is removed on failure.
+
+    `target` is replaced only if `owner` wrote everything in it (m3e_data.ownership): refused before any
+    work starts and checked again before the swap; the new folder gets `owner`'s marker.
+    """
+    ownership.check_replaceable(target, owner, legacy_stage=owner == "stage")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        ownership.check_replaceable(target, owner, legacy_stage=owner == "stage")
+        ownership.mark(tmp, owner)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
