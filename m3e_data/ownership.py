@@ -63,7 +63,7 @@ def _legacy_stage(folder: Path) -> dict[str, Any] | None:
     return {"entries": {"_SUCCESS.json": None, **dict.fromkeys(parts)}, "trees": []}
 
 
-def _owns(marker: dict[str, Any], rel: str, path: Path) -> bool:
+def _owns(marker: dict[str, Any], rel: str, path: Path, sizes: bool = True) -> bool:
     trees = [t for t in marker.get("trees", []) if isinstance(t, str)]
     if any(rel == t or rel.startswith(t + "/") or t.startswith(rel + "/") for t in trees):
         return True
@@ -76,16 +76,17 @@ def _owns(marker: dict[str, Any], rel: str, path: Path) -> bool:
     if path.is_dir():
         return size is None
     try:
-        return size is None or path.stat().st_size == size
+        return size is None or not sizes or path.stat().st_size == size
     except OSError:
         return False
 
 
-def foreign_files(folder: Path, command: str, *, legacy_stage: bool = False) -> list[str]:
+def foreign_files(folder: Path, command: str, *, legacy_stage: bool = False, sizes: bool = True) -> list[str]:
     """What under `folder` `command` did not write, as relative paths ([] for a new or empty folder).
 
     `legacy_stage`: a per-source stage folder without a marker counts as the stage's when it holds just
-    what its _SUCCESS.json lists (folders built before markers existed stay rebuildable).
+    what its _SUCCESS.json lists (folders built before markers existed stay rebuildable). `sizes=False`:
+    a file the command wrote counts as its own even if changed since (only added files are foreign).
     """
     if not folder.exists() and not folder.is_symlink():
         return []
@@ -100,7 +101,7 @@ def foreign_files(folder: Path, command: str, *, legacy_stage: bool = False) -> 
     for rel, path in _entries(folder):
         if rel == MARKER and marker is not None and marker is raw:
             continue
-        if marker is None or not _owns(marker, rel, path):
+        if marker is None or not _owns(marker, rel, path, sizes):
             foreign.append(rel + ("/" if path.is_dir() and not path.is_symlink() else ""))
     # A foreign folder is named once, not with everything in it.
     folders = [f for f in foreign if f.endswith("/")]
