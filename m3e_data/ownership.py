@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 MARKER = ".m3e-owner.json"
+# Commands whose per-source folders (part-*.parquet + _SUCCESS.json) predate markers.
+LEGACY_STAGE_OWNERS = ("stage", "mine")
 SHOWN = 5  # foreign files named in a refusal; the rest are counted
 
 
@@ -81,11 +83,11 @@ def _owns(marker: dict[str, Any], rel: str, path: Path, sizes: bool = True) -> b
         return False
 
 
-def foreign_files(folder: Path, command: str, *, legacy_stage: bool = False, sizes: bool = True) -> list[str]:
+def foreign_files(folder: Path, command: str, *, sizes: bool = True) -> list[str]:
     """What under `folder` `command` did not write, as relative paths ([] for a new or empty folder).
 
-    `legacy_stage`: a per-source stage folder without a marker counts as the stage's when it holds just
-    what its _SUCCESS.json lists (folders built before markers existed stay rebuildable). `sizes=False`:
+    A per-source folder of a stage (LEGACY_STAGE_OWNERS) without a marker counts as the stage's when it
+    holds just what its _SUCCESS.json lists: folders built before markers existed stay rebuildable. `sizes=False`:
     a file the command wrote counts as its own even if changed since (only added files are foreign).
     """
     if not folder.exists() and not folder.is_symlink():
@@ -95,7 +97,7 @@ def foreign_files(folder: Path, command: str, *, legacy_stage: bool = False, siz
     raw = read_marker(folder)
     # Another command's folder: nothing in it is this one's, its marker included.
     marker = raw if raw is not None and raw.get("command") == command else None
-    if raw is None and legacy_stage:
+    if raw is None and command in LEGACY_STAGE_OWNERS:
         marker = _legacy_stage(folder)
     foreign = []
     for rel, path in _entries(folder):
@@ -108,9 +110,9 @@ def foreign_files(folder: Path, command: str, *, legacy_stage: bool = False, siz
     return [f for f in foreign if not any(f != d and f.startswith(d) for d in folders)]
 
 
-def check_replaceable(folder: Path, command: str, *, legacy_stage: bool = False) -> None:
+def check_replaceable(folder: Path, command: str) -> None:
     """Raise ForeignFiles unless `command` may replace `folder` (new, empty, or all its own)."""
-    foreign = foreign_files(folder, command, legacy_stage=legacy_stage)
+    foreign = foreign_files(folder, command)
     if foreign:
         raise ForeignFiles(folder, command, foreign)
 

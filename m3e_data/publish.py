@@ -159,8 +159,9 @@ def prepare(
         staged = stage(data_dir, dest, commercial_only=commercial_only, shard_bytes=shard_bytes)
     if not staged.configs:
         raise PublishError(f"{data_dir}: no rows to publish" + (" under --commercial-only" if commercial_only else ""))
+    # A mine run outside a build folder keeps its record inside its output (m3e_data.mine.record_folder).
     card = build_card(
-        staged, catalog, read_manifest(data_dir.parent), repo_id=repo_id, mined=is_mined(data_dir, staged),
+        staged, catalog, read_manifest(data_dir) or read_manifest(data_dir.parent), repo_id=repo_id, mined=is_mined(data_dir, staged),
         commercial_only=commercial_only,
     )
     card_path = write_card(card, dest)

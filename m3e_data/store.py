@@ -110,7 +110,7 @@ def staged_folder(target: Path, owner: str = "stage") -> Iterator[Path]:
     `target` is replaced only if `owner` wrote everything in it (m3e_data.ownership): refused before any
     work starts and checked again before the swap; the new folder gets `owner`'s marker.
     """
-    ownership.check_replaceable(target, owner, legacy_stage=owner == "stage")
+    ownership.check_replaceable(target, owner)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
@@ -119,7 +119,7 @@ def staged_folder(target: Path, owner: str = "stage") -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
-        ownership.check_replaceable(target, owner, legacy_stage=owner == "stage")
+        ownership.check_replaceable(target, owner)
         ownership.mark(tmp, owner)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
