@@ -125,10 +125,11 @@ def mark(folder: Path, command: str, *, trees: Iterable[str] = (), **info: Any) 
     """
     from m3e_data.store import atomic_write_json  # store calls this module; import at use
 
+    trees = sorted(set(trees))
     entries: dict[str, int | None] = {}
     for rel, path in _entries(folder):
-        if rel == MARKER or path.is_symlink():
+        if rel == MARKER or path.is_symlink() or any(rel == t or rel.startswith(t + "/") for t in trees):
             continue
         entries[rel] = None if path.is_dir() else path.stat().st_size
     atomic_write_json(folder / MARKER, {"command": command, "by": "m3e-data", **info,
-                                        "trees": sorted(set(trees)), "entries": entries})
+                                        "trees": trees, "entries": entries})
