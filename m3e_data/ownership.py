@@ -22,7 +22,7 @@ from typing import Any
 
 MARKER = ".m3e-owner.json"
 # Commands whose per-source folders (part-*.parquet + _SUCCESS.json) predate markers.
-LEGACY_STAGE_OWNERS = ("stage", "mine")
+LEGACY_STAGE_OWNERS = ("build", "mine")
 SHOWN = 5  # foreign files named in a refusal; the rest are counted
 
 
@@ -33,8 +33,8 @@ class ForeignFiles(ValueError):
         self.folder, self.command, self.foreign = folder, command, foreign
         shown = ", ".join(foreign[:SHOWN]) + (f" and {len(foreign) - SHOWN} more" if len(foreign) > SHOWN else "")
         super().__init__(
-            f"{folder}: holds files that {command} did not write ({shown}); refusing to replace them: "
-            "choose an empty or new folder, or move them out"
+            f"{folder}: holds files that m3e-data {command} did not write ({shown}); refusing to replace them: "
+            "move them out, or choose an empty or new folder"
         )
 
 

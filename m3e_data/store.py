@@ -104,7 +104,7 @@ class PartWriter:
 
 
 @contextmanager
-def staged_folder(target: Path, owner: str = "stage") -> Iterator[Path]:
+def staged_folder(target: Path, owner: str = "build") -> Iterator[Path]:
     """A temp folder beside `target` that replaces it on success and is removed on failure.
 
     `target` is replaced only if `owner` wrote everything in it (m3e_data.ownership): refused before any

@@ -224,7 +224,7 @@ def test_an_output_folder_with_the_users_files_keeps_them_and_nothing_lands_in_i
     (dest / "qa" / "notes.txt").write_text("mine", encoding="utf-8")
     result = CliRunner().invoke(main, [*args[:-1], "0:5"])
     said = "".join(result.output.split())  # rich wraps long lines
-    assert result.exit_code == 1 and "qa:holdsfilesthatminedidnotwrite(notes.txt)" in said
+    assert result.exit_code == 1 and "qa:holdsfilesthatm3e-dataminedidnotwrite(notes.txt)" in said
     assert "Traceback" not in result.output
     assert (dest / "qa" / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert (dest / "qa" / SUCCESS).is_file()
