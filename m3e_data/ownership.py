@@ -56,11 +56,17 @@ def _entries(folder: Path) -> Iterable[tuple[str, Path]]:
 
 
 def _legacy_stage(folder: Path) -> dict[str, Any] | None:
-    """A stage folder written before markers existed: its _SUCCESS.json names its parts."""
+    """A stage folder written before markers existed: its _SUCCESS.json names its parts (a statistics
+    cache's names none: its Parquet files at the top are its own)."""
     try:
         done = json.loads((folder / "_SUCCESS.json").read_text(encoding="utf-8"))
-        parts = [p for p in done["parts"] if isinstance(p, str)]
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        if not isinstance(done, dict):
+            return None
+        parts = done.get("parts")
+        if parts is None:
+            parts = [p.name for p in folder.glob("*.parquet") if p.is_file()]
+        parts = [p for p in parts if isinstance(p, str)]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError):
         return None
     return {"entries": {"_SUCCESS.json": None, **dict.fromkeys(parts)}, "trees": []}
 
@@ -107,7 +113,7 @@ def foreign_files(folder: Path, command: str, *, sizes: bool = True) -> list[str
             foreign.append(rel + ("/" if path.is_dir() and not path.is_symlink() else ""))
     # A foreign folder is named once, not with everything in it.
     folders = [f for f in foreign if f.endswith("/")]
-    return [f for f in foreign if not any(f != d and f.startswith(d) for d in folders)]
+    return sorted(f for f in foreign if not any(f != d and f.startswith(d) for d in folders))
 
 
 def check_replaceable(folder: Path, command: str) -> None:
