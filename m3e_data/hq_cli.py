@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from m3e_data.console import messages, tables
 from m3e_data.decontaminate import EvalFileError
 from m3e_data.hq import HqConfig, HqConfigError, NothingToDo, run_hq
+from m3e_data.ownership import ForeignFiles
 from m3e_data.quality import ThresholdError
 from m3e_data.report import ReportError, hq_section, summary_table, write_report
 
@@ -47,7 +48,7 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
 
         try:
             run_hq(out, config, list(decontaminate), keep_eval_splits, on_progress=on_progress, workers=workers)
-        except (EvalFileError, ThresholdError, NothingToDo) as exc:
+        except (EvalFileError, ThresholdError, NothingToDo, ForeignFiles) as exc:
             raise click.ClickException(str(exc)) from None
     section = hq_section(out)
     tables().print(summary_table(section))

@@ -77,3 +77,25 @@ def test_a_stage_folder_from_before_markers_is_the_stages_if_it_holds_what_succe
     assert foreign_files(folder, "export") == ["_SUCCESS.json", "part-00000.parquet"]
     _write(folder, {"part-00001.parquet": "not listed"})
     assert foreign_files(folder, "build") == ["part-00001.parquet"]
+
+
+def test_a_users_file_in_an_hq_source_folder_ends_the_build_with_one_line_and_stays(tmp_path: Path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from m3e_data.cli import main
+    from m3e_data.locate import demo_root
+
+    sources = tmp_path / "src"
+    shutil.copytree(demo_root() / "hc3_chinese", sources / "hc3_chinese")
+    out = tmp_path / "out"
+    args = ["build", "--recipe", "hc3_chinese", "--sources", str(sources), "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    _write(out / "m3e-hq" / "hc3_chinese", {"notes.txt": "keep me"})
+    with (sources / "hc3_chinese" / "all.jsonl").open("a", encoding="utf-8") as fh:  # a change: hq reruns
+        fh.write('{"question": "新问题", "human_answers": ["新回答"], "chatgpt_answers": []}\n')
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a ClickException, no crash
+    assert "notes.txt" in result.output and "Traceback" not in result.output
+    assert (out / "m3e-hq" / "hc3_chinese" / "notes.txt").read_text(encoding="utf-8") == "keep me"
