@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from m3e_data import __version__, quality
+from m3e_data import __version__, ownership, quality
 from m3e_data.catalog import Source, load_catalog
 from m3e_data.decontaminate import EvalIndex, contaminated
 from m3e_data.dedup import exact_duplicates, keep_order, near_duplicates
@@ -511,7 +510,7 @@ def write_source(
     stages_here = [s for s in REJECT_STAGES if (d.stage == s).any()]
     for stage in REJECT_STAGES:
         if stage not in stages_here:
-            shutil.rmtree(out / "rejects" / stage / src.name, ignore_errors=True)
+            ownership.remove(out / "rejects" / stage / src.name, "build")  # never a user's file in it
     with staged_folder(out / "m3e-hq" / src.name) as tmp_out:
         writers = {"": PartWriter(tmp_out)}
         folders: dict[str, Any] = {}

@@ -139,3 +139,12 @@ def mark(folder: Path, command: str, *, trees: Iterable[str] = (), **info: Any) 
         entries[rel] = None if path.is_dir() else path.stat().st_size
     atomic_write_json(folder / MARKER, {"command": command, "by": "m3e-data", **info,
                                         "trees": trees, "entries": entries})
+
+
+def remove(folder: Path, command: str) -> None:
+    """Delete `folder` if `command` wrote everything in it; refuse (ForeignFiles) otherwise."""
+    import shutil
+
+    check_replaceable(folder, command)
+    if folder.is_dir():
+        shutil.rmtree(folder)
