@@ -99,3 +99,19 @@ def test_a_users_file_in_an_hq_source_folder_ends_the_build_with_one_line_and_st
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a ClickException, no crash
     assert "notes.txt" in result.output and "Traceback" not in result.output
     assert (out / "m3e-hq" / "hc3_chinese" / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_remove_deletes_only_a_folder_the_command_wrote_whole(tmp_path: Path):
+    from m3e_data.ownership import remove
+
+    folder = tmp_path / "rejects" / "quality" / "src"
+    with staged_folder(folder) as tmp:
+        (tmp / "part-00000.parquet").write_bytes(b"1")
+    _write(folder, {"why.txt": "my analysis of the rejects"})
+    with pytest.raises(ForeignFiles, match="why.txt"):
+        remove(folder, "build")
+    assert (folder / "why.txt").is_file()
+    (folder / "why.txt").unlink()
+    remove(folder, "build")
+    remove(folder, "build")  # gone already: nothing to do
+    assert not folder.exists()
