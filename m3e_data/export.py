@@ -39,10 +39,12 @@ from m3e_data.catalog import load_catalog
 from m3e_data.commercial import row_problems
 from m3e_data.hub_stage import input_sources, select_rows, split_groups
 from m3e_data.manifest import read_manifest
+from m3e_data.ownership import ForeignFiles, check_replaceable
 from m3e_data.store import iter_batches, parquet_files, staged_folder
 
 FORMATS = ("uniem", "sentence-transformers", "flagembedding")
 READ_BATCH_ROWS = 50_000
+OWNER = "export"  # the marker name of an export folder (m3e_data.ownership)
 
 
 class ExportError(ValueError):
@@ -201,12 +203,6 @@ def _profile(parts: list[Path]) -> tuple[dict[str, int], bool]:
     return fewest, scored and rows > 0
 
 
-def is_export(folder: Path) -> bool:
-    """Whether `folder` holds nothing but what an export writes (Parquet and JSONL files), so a new export
-    may replace it. Anything else (a build output, someone's documents) must never be."""
-    return all(p.is_dir() or p.suffix in (".parquet", ".jsonl") for p in folder.rglob("*"))
-
-
 def built_commercial_only(data_dir: Path) -> bool:
     """Whether the build that made `data_dir` (OUT/m3e-hq or OUT/m3e-hq-with-score) was commercial-only."""
     stages = read_manifest(data_dir.parent).get("stages", {})
@@ -219,7 +215,8 @@ def export(
 ) -> ExportResult:
     """Write every source of `data_dir` in `fmt` into `out` (replaced atomically when done).
 
-    `out` must be new, empty or an earlier export: anything else would be deleted, so it is refused.
+    `out` must be new, empty or an earlier export holding only what that export wrote (its marker says
+    so, m3e_data.ownership): anything else would be deleted, so it is refused and named.
     `commercial_only` keeps only commercial rows; with it, or when the data's build was commercial-only,
     every written row is re-checked and any that fails refuses the export (nothing is written).
     """
@@ -228,15 +225,14 @@ def export(
     if max_negatives is not None and max_negatives < 0:
         raise ExportError(f"max_negatives must be >= 0, got {max_negatives}")
     sources = input_sources(data_dir)
-    if out.exists() and not (out.is_dir() and is_export(out)):
-        raise ExportError(
-            f"{out}: exists and holds files an export does not write; it would be replaced, so choose an empty "
-            "or new folder (or remove it yourself)"
-        )
+    try:
+        check_replaceable(out, OWNER)
+    except ForeignFiles as exc:
+        raise ExportError(str(exc)) from None
     check = commercial_only or built_commercial_only(data_dir)
     catalog = load_catalog() if check else {}
     result = ExportResult(out)
-    with staged_folder(out) as tmp:
+    with staged_folder(out, OWNER) as tmp:
         sinks = _Sinks(tmp)
         try:
             for src in sources:

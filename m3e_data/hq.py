@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from m3e_data import __version__, quality
+from m3e_data import __version__, ownership, quality
 from m3e_data.catalog import Source, load_catalog
 from m3e_data.commercial import row_problems
 from m3e_data.decontaminate import EvalIndex, contaminated
@@ -573,7 +573,7 @@ def write_source(
     stages_here = [s for s in REJECT_STAGES if (d.stage == s).any()]
     for stage in REJECT_STAGES:
         if stage not in stages_here:
-            shutil.rmtree(out / "rejects" / stage / src.name, ignore_errors=True)
+            ownership.remove(out / "rejects" / stage / src.name, "build")  # never a user's file in it
     with staged_folder(out / "m3e-hq" / src.name) as tmp_out:
         writers = {"": PartWriter(tmp_out)}
         folders: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from m3e_data.console import messages, tables
 from m3e_data.decontaminate import EvalFileError
 from m3e_data.hq import HqConfig, HqConfigError, InputError, NothingToDo, run_hq
 from m3e_data.lock import FolderBusy, acquire, release
+from m3e_data.ownership import ForeignFiles
 from m3e_data.quality import ThresholdError
 from m3e_data.report import ReportError, hq_section, summary_table, write_report
 
@@ -63,7 +64,7 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
         try:
             run_hq(out, config, list(decontaminate), keep_eval_splits, on_progress=on_progress, workers=workers,
                    sources=sources, verify=verify)
-        except (EvalFileError, ThresholdError, NothingToDo, InputError, FolderBusy) as exc:
+        except (EvalFileError, ThresholdError, NothingToDo, InputError, FolderBusy, ForeignFiles) as exc:
             raise click.ClickException(str(exc)) from None
     section = hq_section(out)
     tables().print(summary_table(section))

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from m3e_data import ownership
 from m3e_data.schema import UNIFIED_SCHEMA, conform
 from m3e_data.store import SUCCESS, iter_batches, parquet_files, read_success, staged_folder
 
@@ -36,6 +37,7 @@ _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 # What huggingface_hub's resumable large-folder upload keeps inside the folder it uploads (never uploaded).
 HUB_UPLOAD_CACHE = ".cache/huggingface"
+OWNER = "push"  # the marker name of a staged folder (m3e_data.ownership)
 
 
 class StageError(ValueError):
@@ -99,34 +101,12 @@ def public_mining_record(raw: bytes) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode("utf-8")
 
 
-def is_staging(folder: Path) -> bool:
-    """Whether `folder` holds nothing but what a staging writes (card, shards, the Hub's upload cache), so
-    restaging may replace it. Anything else (a build output, someone's documents) must never be."""
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if rel.as_posix() == HUB_UPLOAD_CACHE or rel.as_posix().startswith(HUB_UPLOAD_CACHE + "/"):
-            continue
-        if path.is_dir():
-            if len(rel.parts) > 1:
-                return False
-            continue
-        if len(rel.parts) == 1 and rel.name in ("README.md", ".gitattributes"):
-            continue
-        if len(rel.parts) == 2 and _SHARD_RE.match(rel.name):
-            continue
-        return False
-    return True
-
-
 def check_replaceable(dest: Path) -> None:
-    """Refuse to stage over a folder that is not an earlier staging (it would be deleted)."""
-    if dest.exists() and not dest.is_dir():
-        raise StageError(f"{dest}: exists and is not a folder")
-    if dest.is_dir() and not is_staging(dest):
-        raise StageError(
-            f"{dest}: exists and holds files a staging does not write; it would be replaced, so choose an empty "
-            "or new folder (or remove it yourself)"
-        )
+    """Refuse to stage over a folder holding anything a staging did not write (it would be deleted)."""
+    try:
+        ownership.check_replaceable(dest, OWNER)
+    except ownership.ForeignFiles as exc:
+        raise StageError(str(exc)) from None
 
 
 def input_sources(data_dir: Path) -> list[Path]:
@@ -243,7 +223,7 @@ def stage(
         raise StageError(f"shard size must be positive, got {shard_bytes} bytes")
     sources = input_sources(data_dir)
     check_replaceable(dest)
-    with staged_folder(dest) as tmp:
+    with staged_folder(dest, OWNER) as tmp:
         for src in sources:
             _stage_source(src, tmp / src.name, commercial_only, shard_bytes)
     return scan_staged(dest)

@@ -4,12 +4,23 @@ Per source: read its parts, mine (m3e_data.mining), write the parts with the min
 schema metadata, then `_SUCCESS.json`. A source whose input, model and parameters are unchanged since its
 last complete run is skipped without loading the model; an interrupted run resumes at the first source
 without `_SUCCESS.json`. The run's record goes into the "mine" section of OUT/build-manifest.json.
+
+Where the record and the default embedding cache go (`record_folder`): mine writes only inside what it
+was given or the build folder its output belongs to, never into a parent it merely happens to sit in.
+`--out OUT/m3e-hq-with-score` beside `--in OUT/m3e-hq`, or in a folder whose build-manifest.json
+m3e-data wrote, belongs to that build: the record goes into OUT/build-manifest.json (its "mine" section
+only) and the cache into OUT/cache/embeddings. Any other `--out D` keeps both inside D
+(D/build-manifest.json, D/.cache/embeddings: hidden, so no reader takes it for a source), and a
+build-manifest.json that m3e-data did not write is never overwritten.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,14 +31,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m3e_data import __version__
-from m3e_data.manifest import now, read_manifest, write_stage
+from m3e_data.manifest import MANIFEST, now, read_manifest, write_stage
 from m3e_data.mining import SCORE_MEANING, MiningParams, SourceStats, mine_table
 from m3e_data.schema import UNIFIED_SCHEMA, conform
 from m3e_data.store import (
     SUCCESS,
     PartWriter,
     atomic_write_json,
-    clean_stale,
     parquet_files,
     read_success,
     staged_folder,
@@ -39,6 +49,48 @@ METADATA_KEY = b"m3e_data.mining"
 MINING_VERSION = 1
 
 MINED, UNCHANGED, FAILED = "mined", "unchanged", "failed"
+OWNER = "mine"  # the marker name of a mined source folder (m3e_data.ownership)
+# What a killed mine_source leaves in its temp folder (store.staged_folder, PartWriter, atomic writes).
+_OWN_TEMP_FILE = re.compile(
+    r"part-\d{5}\.parquet|_SUCCESS\.json|\.m3e-owner\.json|\.(_SUCCESS|\.m3e-owner)\.json\..+\.tmp"
+)
+
+
+def is_m3e_manifest(path: Path) -> bool:
+    """Whether `path` is a build-manifest.json that m3e-data wrote (versions and stages sections)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return (isinstance(data, dict) and isinstance(data.get("stages"), dict)
+            and isinstance(data.get("versions"), dict) and "m3e-data" in data["versions"])
+
+
+def record_folder(input_dir: Path, out: Path) -> Path:
+    """Where the run's record (build-manifest.json) and the default cache go: see the module note."""
+    parent = out.resolve().parent
+    if (parent / MANIFEST).exists():
+        return out.parent if is_m3e_manifest(parent / MANIFEST) else out
+    return out.parent if input_dir.resolve().parent == parent else out
+
+
+def default_cache_dir(input_dir: Path, out: Path) -> Path:
+    folder = record_folder(input_dir, out)
+    return folder / "cache" / "embeddings" if folder != out else out / ".cache" / "embeddings"
+
+
+def clean_own_temps(out: Path, names: list[str]) -> None:
+    """Remove the temp folders a killed run left for these sources, and nothing else.
+
+    Only `.<source>.*.tmp` folders holding nothing but what mining writes: a user's `.viminfo.tmp` or
+    `.session.tmp/` in the output folder is not mine's to delete.
+    """
+    for name in names:
+        for path in out.glob(f".{glob.escape(name)}.*.tmp"):
+            if path.is_dir() and not path.is_symlink() and all(
+                f.is_file() and not f.is_symlink() and _OWN_TEMP_FILE.fullmatch(f.name) for f in path.iterdir()
+            ):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -198,7 +250,7 @@ def mine_source(
         "stats": stats.as_dict(),
     }
     schema = UNIFIED_SCHEMA.with_metadata({METADATA_KEY: json.dumps(record, ensure_ascii=False).encode()})
-    with staged_folder(target) as tmp:
+    with staged_folder(target, OWNER) as tmp:
         writer = PartWriter(tmp, schema=schema)
         writer.write(mined.cast(schema))
         parts = writer.finish()
@@ -218,10 +270,15 @@ def mine(
     on_done: Callable[[SourceResult], None] | None = None,
     on_encode: Callable[[str, int, int], None] | None = None,
 ) -> list[SourceResult]:
-    """Mine every source under options.input into options.out; record the run in OUT/build-manifest.json."""
+    """Mine every source under options.input into options.out; record the run in build-manifest.json of
+    `record_folder` (OUT beside m3e-hq, else options.out itself)."""
     names = input_sources(options.input, options.sources)
+    record = record_folder(options.input, options.out)
+    if (record / MANIFEST).exists() and not is_m3e_manifest(record / MANIFEST):
+        raise ValueError(f"{record / MANIFEST}: not a manifest m3e-data wrote; refusing to overwrite it: "
+                         "move it, or choose another --out")
     options.out.mkdir(parents=True, exist_ok=True)
-    clean_stale(options.out)
+    clean_own_temps(options.out, names)
     encoder = LazyEncoder(options, show_progress)
     identity = encoder.identity()
     results: list[SourceResult] = []
@@ -249,13 +306,13 @@ def mine(
     finally:
         encoder.close()
     # A run over some sources keeps the record of the others mined earlier with the same model and params.
-    previous = read_manifest(options.out.parent).get("stages", {}).get(STAGE, {}).get("sources", {})
+    previous = read_manifest(record).get("stages", {}).get(STAGE, {}).get("sources", {})
     same = {"model": identity[0], "revision": identity[1], "params": options.params.as_dict()}
     kept = {
         n: d for n, d in previous.items()
         if {k: ((read_success(options.out / n) or {}).get("key") or {}).get(k) for k in same} == same
     }
-    write_stage(options.out.parent, STAGE, {
+    write_stage(record, STAGE, {
         "finished": now(),
         "model": identity[0],
         "revision": identity[1],

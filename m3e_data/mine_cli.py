@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from m3e_data.console import messages, tables
-from m3e_data.mine import FAILED, MineOptions, ModelLoadError, SourceResult, mine
+from m3e_data.mine import FAILED, MineOptions, ModelLoadError, SourceResult, default_cache_dir, mine
 from m3e_data.mining import MiningParams, parse_range
 
 
@@ -56,7 +56,8 @@ def _summary(results: list[SourceResult]) -> Table:
 @click.option("--max-length", default=512, show_default=True, type=click.IntRange(min=2),
               help="Tokens per text (capped at the model's limit).")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Embedding cache folder (default: OUT/cache/embeddings next to --out).")
+              help="Embedding cache folder (default: OUT/cache/embeddings when --out sits in the build folder OUT "
+                   "of --in, else OUT_DIR/.cache/embeddings inside --out).")
 @click.option("--no-cache", is_flag=True, help="Do not cache embeddings on disk.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
               help="Queries per search chunk (default: as many as 128 MiB of scores allow).")
@@ -87,7 +88,7 @@ def mine_command(
         raise click.UsageError(str(exc)) from None
     options = MineOptions(
         input=input_dir, out=out, model=model, revision=revision, device=device, batch_size=batch_size,
-        max_length=max_length, cache_dir=None if no_cache else (cache_dir or out.parent / "cache" / "embeddings"),
+        max_length=max_length, cache_dir=None if no_cache else (cache_dir or default_cache_dir(input_dir, out)),
         chunk_size=chunk_size, sources=[s.strip() for s in sources.split(",")] if sources else None,
         params=params,
     )

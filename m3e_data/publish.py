@@ -16,7 +16,6 @@ HF_ENDPOINT (a mirror) is read by huggingface_hub.constants at import.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,23 +24,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, HfApi, get_token
 
-from m3e_data import __version__
+from m3e_data import __version__, ownership
 from m3e_data.card import build_card, card_licenses_commercial, write_card
 from m3e_data.catalog import Source, load_catalog
 from m3e_data.commercial import licences, row_problems
 from m3e_data.hub_stage import (
     HUB_UPLOAD_CACHE,
+    OWNER,
     SHARD_BYTES,
     StagedRepo,
+    StageError,
     input_sources,
     scan_staged,
     stage,
     staged_parquet,
 )
 from m3e_data.manifest import read_manifest
-from m3e_data.store import SUCCESS, atomic_write_json
+from m3e_data.store import SUCCESS
 
-STAGE_KEY = ".m3e-stage.json"  # beside the staged folder, never inside it (it would be uploaded)
 _UPLOADABLE = ("README.md", ".gitattributes")
 
 
@@ -94,6 +94,8 @@ def commercial_problems(folder: Path, catalog: dict[str, Source] | None = None) 
         rel = path.relative_to(folder).as_posix()
         if rel.startswith(HUB_UPLOAD_CACHE + "/"):
             continue  # huggingface_hub's own upload progress, which it never uploads
+        if rel == ownership.MARKER:
+            continue  # the staging's bookkeeping, which upload() never sends
         if path.suffix != ".parquet" and rel not in _UPLOADABLE:
             problems.append(f"{rel}: unexpected file in the release (only Parquet shards and README.md)")
     spdx_seen: set[str] = set()
@@ -130,25 +132,27 @@ def prepare(
     """Stage `data_dir` into `dest` and write the card; reuse `dest` if an earlier run staged the same inputs."""
     catalog = catalog if catalog is not None else load_catalog()
     key = input_key(data_dir, commercial_only=commercial_only, shard_bytes=shard_bytes)
-    key_path = dest.parent / f"{dest.name}{STAGE_KEY}"
-    try:
-        reused = dest.is_dir() and json.loads(key_path.read_text(encoding="utf-8")) == key
-    except (OSError, json.JSONDecodeError):
-        reused = False
+    # The key lives in the staging's own marker, inside the folder (never beside it); upload() skips it.
+    marker = ownership.read_marker(dest) if dest.is_dir() else None
+    reused = marker is not None and marker.get("command") == OWNER and marker.get("key") == key
     if reused:
+        # A reused folder is uploaded whole: a file the staging did not write must not go with it (a shard
+        # changed since is the commercial check's to judge, which reads every row).
+        added = ownership.foreign_files(dest, OWNER, sizes=False)
+        if added:
+            raise StageError(str(ownership.ForeignFiles(dest, OWNER, added)))
         staged = scan_staged(dest)
     else:
-        key_path.unlink(missing_ok=True)
         staged = stage(data_dir, dest, commercial_only=commercial_only, shard_bytes=shard_bytes)
     if not staged.configs:
         raise PublishError(f"{data_dir}: no rows to publish" + (" under --commercial-only" if commercial_only else ""))
+    # A mine run outside a build folder keeps its record inside its output (m3e_data.mine.record_folder).
     card = build_card(
-        staged, catalog, read_manifest(data_dir.parent), repo_id=repo_id, mined=is_mined(data_dir, staged),
+        staged, catalog, read_manifest(data_dir) or read_manifest(data_dir.parent), repo_id=repo_id, mined=is_mined(data_dir, staged),
         commercial_only=commercial_only,
     )
     card_path = write_card(card, dest)
-    if not reused:
-        atomic_write_json(key_path, key)
+    ownership.mark(dest, OWNER, trees=[HUB_UPLOAD_CACHE], key=key)
     return Prepared(staged, card_path, reused)
 
 
@@ -175,12 +179,14 @@ def upload(folder: Path, repo_id: str, *, private: bool = False, api: HfApi | No
         )
     large = getattr(api, "upload_large_folder", None)
     if large is not None:  # huggingface_hub < 2
-        large(repo_id=repo_id, folder_path=folder, repo_type="dataset", private=private)
+        large(repo_id=repo_id, folder_path=folder, repo_type="dataset", private=private,
+              ignore_patterns=[ownership.MARKER])
     else:
         api.upload_folder(
             repo_id=repo_id,
             repo_type="dataset",
             folder_path=folder,
+            ignore_patterns=[ownership.MARKER],  # the staging's own bookkeeping
             commit_message=f"Upload {repo_id} with m3e-data {__version__}",
         )
     return str(url)

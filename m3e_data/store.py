@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from m3e_data import ownership
 from m3e_data.schema import UNIFIED_SCHEMA
 
 SUCCESS = "_SUCCESS.json"
@@ -185,17 +186,26 @@ class PartWriter:
 
 
 @contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
+def staged_folder(target: Path, owner: str = "build") -> Iterator[Path]:
     """A temp folder beside `target` that replaces it on success and is removed on failure.
 
     A `_SUCCESS.json` written into it gets the folder's file list (sizes, checksums) before the swap.
+    `target` is replaced only if `owner` wrote everything in it (m3e_data.ownership): refused before any
+    work starts and checked again before the swap; the new folder gets `owner`'s marker.
     """
+    ownership.check_replaceable(target, owner)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / temp_name(target.name)
     tmp.mkdir()  # ordinary permissions per the umask (mkdtemp made 0700 folders)
     try:
         yield tmp
         _seal(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        ownership.check_replaceable(target, owner)
+        ownership.mark(tmp, owner)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

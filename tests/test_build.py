@@ -320,3 +320,44 @@ def test_the_flag_threshold_and_an_empty_source(tmp_path):
     write_news(src / "news2016zh" / "new2016zh", [])
     [result] = build(select_sources("news2016zh"), options)
     assert result.status == "built" and result.flag == "no rows read"
+
+
+def test_a_users_file_in_a_source_folder_is_refused_not_deleted(tmp_path):
+    """The audit's case: a rebuild deleted a user's file in OUT/m3e/<source>/ with the folder it replaced."""
+    from m3e_data.ownership import MARKER
+
+    sources = tmp_path / "src"
+    shutil.copytree(demo_root() / "hc3_chinese", sources / "hc3_chinese")
+    out = tmp_path / "out"
+    args = ["build", "--recipe", "hc3_chinese", "--sources", str(sources), "--out", str(out), "--no-hq"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    folder = out / "m3e" / "hc3_chinese"
+    assert (folder / MARKER).is_file()
+    (folder / "my-notes.txt").write_text("keep me", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with (sources / "hc3_chinese" / "all.jsonl").open("a", encoding="utf-8") as fh:  # a change: it rebuilds
+        fh.write('{"question": "新问题", "human_answers": ["新回答"], "chatgpt_answers": []}\n')
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "my-notes.txt" in "".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not [p for p in (out / "m3e").iterdir() if p.name.endswith(".tmp")]
+
+    (folder / "my-notes.txt").unlink()  # moved out: the source is the build's again and rebuilds
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert json.loads((folder / SUCCESS).read_text())["counts"]["written"] == 6
+
+
+def test_a_source_folder_built_before_markers_is_still_rebuilt(tmp_path):
+    """A folder with just what its _SUCCESS.json lists (an older build, no marker) stays the build's."""
+    from m3e_data.ownership import MARKER
+
+    sources = tmp_path / "src"
+    shutil.copytree(demo_root() / "hc3_chinese", sources / "hc3_chinese")
+    options = BuildOptions(out=tmp_path / "out", sources=str(sources))
+    chosen = select_sources("hc3_chinese")
+    build(chosen, options)
+    (tmp_path / "out" / "m3e" / "hc3_chinese" / MARKER).unlink()
+    with (sources / "hc3_chinese" / "all.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"question": "新问题", "human_answers": ["新回答"], "chatgpt_answers": []}\n')
+    assert [r.status for r in build(chosen, options)] == ["built"]

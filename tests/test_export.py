@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -264,3 +265,34 @@ def test_flagembedding_reads_the_export_folder_itself(data, tmp_path: Path, scor
     query, passages, teacher = ds[0]
     assert isinstance(query, str) and len(passages) == 4
     assert (teacher is not None and len(teacher) == 4) == scored
+
+
+def test_export_refuses_user_files_in_an_earlier_export_and_names_them(data, tmp_path: Path):
+    """The audit's case: an export folder holding only .parquet/.jsonl files was replaced whole, a user's
+    `my-corpus.jsonl` and `old/my-precious.parquet` with it."""
+    hq, _ = data
+    out = tmp_path / "exp"
+    assert CliRunner().invoke(main, ["export", str(hq), "--format", "flagembedding", "--out", str(out)]).exit_code == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    (out / "my-corpus.jsonl").write_text('{"query": "mine"}\n', encoding="utf-8")
+    (out / "old").mkdir()
+    (out / "old" / "my-precious.parquet").write_bytes(b"PAR1 not really")
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(main, ["export", str(hq), "--format", "uniem", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "my-corpus.jsonl" in result.output and "old/" in result.output and "Traceback" not in result.output
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # A file the export wrote and the user changed is no longer the export's either.
+    (out / "my-corpus.jsonl").unlink()
+    shutil.rmtree(out / "old")
+    jsonl = next(out.glob("*.jsonl"))
+    jsonl.write_text(jsonl.read_text(encoding="utf-8") + '{"query": "added by hand"}\n', encoding="utf-8")
+    with pytest.raises(ExportError, match=jsonl.name):
+        export(hq, "uniem", out)
+    # A folder with no marker at all (made by hand, or by another command) is never taken for an export.
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "a-0.jsonl").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(ExportError, match="a-0.jsonl"):
+        export(hq, "uniem", loose)
+    assert written  # the first export did write files (the refusals above are about the user's, not none)

@@ -194,3 +194,45 @@ def test_several_devices_and_encode_progress(layout, tiny):
     assert [r.status for r in results] == ["mined", "mined"]
     assert set(progress) == {"qa", "sim"}
     assert all(done == total > 0 for done, total in progress.values())
+
+
+def test_an_output_folder_with_the_users_files_keeps_them_and_nothing_lands_in_its_parent(layout, tiny, tmp_path):
+    """The audit's cases: `mine --out D` deleted D/.viminfo.tmp and D/.session.tmp/, overwrote the
+    build-manifest.json in D's parent and made D's parent/cache/embeddings."""
+    work = tmp_path / "work"
+    dest = work / "D"
+    (dest / ".session.tmp").mkdir(parents=True)
+    (dest / ".session.tmp" / "state").write_text("open tabs", encoding="utf-8")
+    (dest / ".viminfo.tmp").write_text("vim history", encoding="utf-8")
+    (work / "build-manifest.json").write_text('{"my": "own manifest"}', encoding="utf-8")
+    # What a killed mine run leaves for one of its sources is its own to clean up.
+    (dest / ".qa.k1ll3d.tmp").mkdir()
+    (dest / ".qa.k1ll3d.tmp" / "part-00000.parquet").write_bytes(b"half")
+    args = ["mine", "--in", str(layout / "m3e-hq"), "--out", str(dest), "--model", str(tiny), "--device", "cpu",
+            "--num-negatives", "2", "--range", "0:10"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (dest / ".viminfo.tmp").read_text(encoding="utf-8") == "vim history"
+    assert (dest / ".session.tmp" / "state").read_text(encoding="utf-8") == "open tabs"
+    assert not (dest / ".qa.k1ll3d.tmp").exists()
+    assert sorted(p.name for p in work.iterdir()) == ["D", "build-manifest.json"]
+    assert (work / "build-manifest.json").read_text(encoding="utf-8") == '{"my": "own manifest"}'
+    assert set(json.loads((dest / "build-manifest.json").read_text())["stages"]["mine"]["sources"]) == {"qa", "sim"}
+    assert (dest / ".cache" / "embeddings").is_dir()
+
+    # A user's file in a mined source folder: a remine is refused for that source and the file stays.
+    (dest / "qa" / "notes.txt").write_text("mine", encoding="utf-8")
+    result = CliRunner().invoke(main, [*args[:-1], "0:5"])
+    said = "".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 1 and "qa:holdsfilesthatm3e-dataminedidnotwrite(notes.txt)" in said
+    assert "Traceback" not in result.output
+    assert (dest / "qa" / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert (dest / "qa" / SUCCESS).is_file()
+
+    # A build-manifest.json in D that m3e-data did not write is refused before any work.
+    other = work / "E"
+    other.mkdir()
+    (other / "build-manifest.json").write_text("[1, 2]", encoding="utf-8")
+    result = CliRunner().invoke(main, [*args[:4], str(other), *args[5:]])
+    assert result.exit_code == 1 and "not a manifest m3e-data wrote" in result.output
+    assert sorted(p.name for p in other.iterdir()) == ["build-manifest.json"]

@@ -5,6 +5,7 @@ Offline: the only thing replaced is the network, in HfApi.create_repo / HfApi.up
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import json
 import logging
@@ -24,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 from huggingface_hub import DatasetCard, HfApi
 
-from m3e_data import publish
+from m3e_data import ownership, publish
 from m3e_data.build import BuildOptions, build, select_sources
 from m3e_data.card import hub_license
 from m3e_data.catalog import load_catalog
@@ -121,7 +122,10 @@ class FakeHub:
         def upload_folder(self, **kwargs):
             real_upload.bind(self, **kwargs)
             folder = Path(kwargs["folder_path"])
-            files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+            ignored = kwargs.get("ignore_patterns") or []  # what huggingface_hub leaves out (fnmatch)
+            files = sorted(rel for p in folder.rglob("*") if p.is_file()
+                           if not any(fnmatch.fnmatch(rel := p.relative_to(folder).as_posix(), pat)
+                                      for pat in ignored))
             hub.uploads.append({**kwargs, "files": files})
             return "commit"
 
@@ -375,7 +379,9 @@ def test_push_sends_the_staged_folder_to_a_dataset_repo_without_showing_the_toke
     assert {f.split("/")[0] for f in files if f != "README.md"} == {s for s, _ in input_counts(hq)}
     assert "uploaded to https://huggingface.co/datasets/someone/m3e-hq" in result.output
     assert TOKEN not in result.output and TOKEN not in caplog.text
-    assert not (tmp_path / "stage" / ".m3e-stage.json").exists()  # bookkeeping stays out of the upload
+    # The staging's bookkeeping is inside the folder (nothing beside it) and stays out of the upload.
+    assert (stage_dir / ownership.MARKER).is_file() and ownership.MARKER not in files
+    assert not list(tmp_path.glob("stage?*"))
 
 
 def test_push_without_a_token_stops_before_the_network(hq: Path, tmp_path: Path, fake_hub: FakeHub, monkeypatch):
@@ -499,7 +505,8 @@ def test_an_earlier_staging_is_replaced_and_an_empty_folder_used(hq: Path, tmp_p
     dest = tmp_path / "empty"
     dest.mkdir()
     push(hq, REPO, dry_run=dest)
-    (tmp_path / f"empty{publish.STAGE_KEY}").unlink()  # forget the key: the next run restages over it
+    marker = ownership.read_marker(dest)
+    (dest / ownership.MARKER).write_text(json.dumps({**marker, "key": None}), encoding="utf-8")  # forget the key
     again, _ = push(hq, REPO, dry_run=dest, commercial_only=True)
     assert not again.reused and commercial_problems(dest) == []
 
@@ -541,3 +548,26 @@ def test_upload_large_folder_is_used_where_huggingface_hub_has_it(
     shutil.rmtree(hq / "cmrc2018")  # new inputs: the staging (with the upload cache) is replaced
     push(hq, REPO, stage_dir=stage_dir, commercial_only=True, private=True)
     assert len(calls) == 3
+
+
+def test_dry_run_refuses_a_folder_holding_the_users_readme_and_files_added_to_a_staging(hq: Path, tmp_path: Path):
+    """The audit's case: `push --dry-run D` replaced a D holding only the user's README.md (a name a staging
+    writes), and wrote D.m3e-stage.json beside D."""
+    dest = tmp_path / "work" / "D"
+    dest.mkdir(parents=True)
+    (dest / "README.md").write_text("# my notes\n", encoding="utf-8")
+    args = ["push", str(hq), "--repo-id", REPO, "--dry-run", str(dest)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "README.md" in result.output and "Traceback" not in result.output
+    assert [p.name for p in dest.iterdir()] == ["README.md"]
+    assert (dest / "README.md").read_text(encoding="utf-8") == "# my notes\n"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["D"]  # nothing written beside D
+
+    (dest / "README.md").unlink()
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["D"] and (dest / ownership.MARKER).is_file()
+    # A file dropped into a current staging is refused too: a reused staging is uploaded whole.
+    (dest / "cmrc2018" / "my-extra.parquet").write_bytes(b"x")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "cmrc2018/my-extra.parquet" in result.output
+    assert (dest / "cmrc2018" / "my-extra.parquet").read_bytes() == b"x"

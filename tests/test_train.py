@@ -412,3 +412,42 @@ def test_device_cuda_n_makes_that_gpu_the_only_visible_one():
     assert one_gpu("cpu", {}) == ("cpu", None) and one_gpu(None, {}) == (None, None)
     with pytest.raises(click.BadParameter):
         one_gpu("cuda:3", {"CUDA_VISIBLE_DEVICES": "0,1"})
+
+
+def test_out_holding_the_users_files_is_refused_before_training(build, trained, tmp_path, monkeypatch):
+    """The audit's case: `train --out DIR` deleted DIR/checkpoints/ and DIR/1_Pooling/ with the user's files
+    and overwrote DIR/README.md and DIR/config.json. Refused before any data or model is loaded."""
+    from m3e_data.cli import main
+    from m3e_data.ownership import MARKER
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a refused run must not load data")
+
+    monkeypatch.setattr(tdata, "load_rows", no_loading)
+    import m3e_train.run as run_module
+
+    monkeypatch.setattr(run_module, "load_rows", no_loading)
+    dest = tmp_path / "DIR"
+    user = {"checkpoints/my-notes.txt": "notes", "1_Pooling/config.json": "{}", "README.md": "# mine",
+            "config.json": '{"mine": true}'}
+    for rel, text in user.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text, encoding="utf-8")
+    args = ["train", "--data", str(build["build"]), "--model", str(build["model"]), "--out", str(dest),
+            "--max-steps", "1", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    said = "".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert all(name in said for name in ("checkpoints/", "1_Pooling/", "README.md", "config.json")), result.output
+    assert {p.relative_to(dest).as_posix(): p.read_text(encoding="utf-8")
+            for p in dest.rglob("*") if p.is_file()} == user
+
+    # A finished model folder is train's (its marker lists what it wrote) until the user adds a file.
+    out = trained["out"]
+    assert (out / MARKER).is_file()
+    (out / "my-eval.txt").write_text("mine", encoding="utf-8")
+    try:
+        result = CliRunner().invoke(main, [*args[:6], str(out), *args[7:]])
+        assert result.exit_code == 1 and "my-eval.txt" in result.output
+    finally:
+        (out / "my-eval.txt").unlink()

@@ -9,6 +9,10 @@ Layout of OUT (the model folder):
     eval_results.json                                   nDCG@10 / MRR@10 before and after, per set
     loss_curve.json                                     training loss per logged step
     checkpoints/checkpoint-N/                           while training; removed at the end unless kept
+    .m3e-owner.json                                     what train wrote (m3e_data.ownership)
+
+OUT must be new, empty, or a folder train wrote holding nothing else: a user's file in it (a checkpoints/
+or 1_Pooling/ of their own, a README.md) is refused before anything is loaded, never overwritten.
 """
 
 from __future__ import annotations
@@ -26,12 +30,29 @@ from m3e_train.card import render_card
 from m3e_train.data import SCORED, TrainData, load_rows, source_of, training_tables
 from m3e_train.evaluate import IRSet, evaluate, heldout_set, t2ranking_set
 
+from m3e_data import ownership
 from m3e_data.store import atomic_write_json, ordinary_permissions
 
 log = logging.getLogger("m3e_train")
 
 CHECKPOINTS = "checkpoints"
 BEFORE_FILE = "eval_before.json"  # kept beside the checkpoints so a resumed run reports the same baseline
+OWNER = "train"  # the marker name of a model folder (m3e_data.ownership)
+_SAVE_TMP = ".model."  # prefix of save_model_folder's temp folder inside OUT
+
+
+def claim_out(out: Path) -> None:
+    """Refuse an OUT holding anything train did not write; else record it as train's, checkpoints included.
+
+    A temp folder a killed save left (recorded as train's when it was made) is removed here.
+    """
+    ownership.check_replaceable(out, OWNER)
+    marker = ownership.read_marker(out) or {}
+    for tree in marker.get("trees", []):
+        if isinstance(tree, str) and tree.startswith(_SAVE_TMP) and "/" not in tree:
+            shutil.rmtree(out / tree, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    ownership.mark(out, OWNER, trees=[CHECKPOINTS])
 
 
 @dataclass
@@ -140,6 +161,8 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     from transformers.trainer_utils import get_last_checkpoint
 
     out = config.out
+    if _is_main_process():  # the other processes of a torchrun launch write nothing into OUT themselves
+        claim_out(out)
     ckpt_dir = out / CHECKPOINTS
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if last and not config.resume:
@@ -258,6 +281,7 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         )
         if not config.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+        ownership.mark(out, OWNER, trees=[CHECKPOINTS])
     return summary
 
 
@@ -281,8 +305,11 @@ def save_model_folder(model, out: Path, extra_files: dict[str, str]) -> None:
     moved in last: a killed save leaves a folder that fails to load rather than a mix of two models.
     """
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=out))
+    # Files that appeared in OUT while training ran are not overwritten either.
+    ownership.check_replaceable(out, OWNER)
+    tmp = Path(tempfile.mkdtemp(prefix=_SAVE_TMP, suffix=".tmp", dir=out))
     try:
+        ownership.mark(out, OWNER, trees=[CHECKPOINTS, tmp.name])  # a killed save's temp stays train's
         model.save(str(tmp), create_model_card=False)
         for name, text in extra_files.items():
             (tmp / name).write_text(text, encoding="utf-8")
@@ -293,5 +320,6 @@ def save_model_folder(model, out: Path, extra_files: dict[str, str]) -> None:
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(entry, target)
+        ownership.mark(out, OWNER, trees=[CHECKPOINTS])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
