@@ -116,9 +116,10 @@ def foreign_files(folder: Path, command: str, *, sizes: bool = True) -> list[str
     return sorted(f for f in foreign if not any(f != d and f.startswith(d) for d in folders))
 
 
-def check_replaceable(folder: Path, command: str) -> None:
-    """Raise ForeignFiles unless `command` may replace `folder` (new, empty, or all its own)."""
-    foreign = foreign_files(folder, command)
+def check_replaceable(folder: Path, command: str, *, sizes: bool = True) -> None:
+    """Raise ForeignFiles unless `command` may replace `folder` (new, empty, or all its own); `sizes` as in
+    foreign_files."""
+    foreign = foreign_files(folder, command, sizes=sizes)
     if foreign:
         raise ForeignFiles(folder, command, foreign)
 

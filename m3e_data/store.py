@@ -193,7 +193,9 @@ def staged_folder(target: Path, owner: str = "build") -> Iterator[Path]:
     `target` is replaced only if `owner` wrote everything in it (m3e_data.ownership): refused before any
     work starts and checked again before the swap; the new folder gets `owner`'s marker.
     """
-    ownership.check_replaceable(target, owner)
+    # A stage's own part that changed size is damage to rebuild (verify), not a user's file: only files the
+    # stage did not write at all are foreign here.
+    ownership.check_replaceable(target, owner, sizes=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / temp_name(target.name)
     tmp.mkdir()  # ordinary permissions per the umask (mkdtemp made 0700 folders)
@@ -204,7 +206,7 @@ def staged_folder(target: Path, owner: str = "build") -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
-        ownership.check_replaceable(target, owner)
+        ownership.check_replaceable(target, owner, sizes=False)
         ownership.mark(tmp, owner)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
