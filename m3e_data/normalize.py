@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from m3e_data.catalog import Source
-from m3e_data.readers import BadRow, ReadItem
+from m3e_data.readers import BadRow, ReadItem, noted
 from m3e_data.recipe import Context, Pair, Recipe, Skip
 from m3e_data.schema import UNIFIED_SCHEMA, make_id
 
@@ -22,19 +22,25 @@ from m3e_data.schema import UNIFIED_SCHEMA, make_id
 @dataclass
 class Counts:
     """Raw rows read, unified rows written, and drops by reason (raw rows that gave no pair, plus
-    candidate pairs that failed validation)."""
+    candidate pairs that failed validation). `notes`: what the readers worked around without dropping a
+    row (readers.DECODED_GB18030, TRUNCATED_GZIP, EMPTY_FILE), recorded only when there are any."""
 
     read: int = 0
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Counts) -> None:
         self.read += other.read
         self.written += other.written
         self.dropped.update(other.dropped)
+        self.notes.update(other.notes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"read": self.read, "written": self.written, "dropped": dict(sorted(self.dropped.items()))}
+        d = {"read": self.read, "written": self.written, "dropped": dict(sorted(self.dropped.items()))}
+        if self.notes:
+            d["notes"] = dict(sorted(self.notes.items()))
+        return d
 
 
 def _validated(pair: Pair) -> Pair | str:
@@ -80,6 +86,7 @@ def normalize(
 ) -> Iterator[list[tuple[str, Pair]]]:
     """Batches of (key, pair) for the valid pairs the recipe makes of `items`; `counts` is updated in
     place. This loop runs once per raw row of 22M: it keeps to locals and batches its output."""
+    items = noted(items, counts.notes)
     grouped = _with_groups(items, recipe.group_by) if recipe.group_by else None
     to_pairs = recipe.to_pairs
     dropped = counts.dropped

@@ -83,6 +83,12 @@ def collecting_notes(counter: Counter[str]) -> Iterator[Counter[str]]:
                 break
 
 
+def noted(items: Iterable[ReadItem], counter: Counter[str]) -> Iterator[ReadItem]:
+    """`items`, with the notes of the readers producing them counted into `counter`."""
+    with collecting_notes(counter):
+        yield from items
+
+
 def note(name: str, warning: str = "") -> None:
     if _note_sinks:
         _note_sinks[-1][name] += 1

@@ -287,3 +287,40 @@ def test_fuzz_one_damaged_line_costs_at_most_that_row(tmp_path, fmt):
         got = [r for r in items if not isinstance(r, BadRow) and r in others]
         assert got == others, (case, lines[k])
         assert len(items) <= n + 1, (case, lines[k])  # a damaged line is one item, or two when it split
+
+
+def test_notes_reach_the_build_record(tmp_path):
+    # A local source whose file mixes one GBK line into UTF-8: the build writes every row and records the
+    # fallback in the source's counts (and so in _SUCCESS.json and the manifest).
+    from m3e_data.build import BuildOptions, build_source
+    from m3e_data.catalog import load_catalog
+
+    folder = tmp_path / "src" / "cinlid"
+    folder.mkdir(parents=True)
+    rows = [{"phrase1": f"成语{i}", "phrase2": "多此一举", "label": "entailment"} for i in range(5)]
+    lines = [json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows]
+    lines[2] = json.dumps(rows[2], ensure_ascii=False).encode("gbk") + b"\n"
+    write(folder / "train.json", b"".join(lines))
+    result = build_source(load_catalog()["cinlid"], BuildOptions(out=tmp_path / "out", sources=str(tmp_path / "src")))
+    assert result.status == "built", result.reason
+    assert result.counts.notes == {"decoded_gb18030": 1} and result.counts.read == 5
+    assert result.counts.as_dict()["notes"] == {"decoded_gb18030": 1}
+
+
+def test_a_symbolic_link_leading_outside_the_source_folder_is_refused(tmp_path):
+    from m3e_data.build import FAILED, BuildOptions, build
+    from m3e_data.catalog import load_catalog
+
+    secret = write(tmp_path / "secret.json", b'{"phrase1": "\xe5\xaf\x86", "phrase2": "x", "label": "entailment"}\n')
+    folder = tmp_path / "src" / "cinlid"
+    folder.mkdir(parents=True)
+    (folder / "train.json").symlink_to(secret)
+    [result] = build([load_catalog()["cinlid"]], BuildOptions(out=tmp_path / "out", sources=str(tmp_path / "src")))
+    assert result.status == FAILED and "symbolic link" in result.reason and str(secret) in result.reason
+    assert not (tmp_path / "out" / "m3e" / "cinlid").exists()
+    # A link that stays inside the source folder (a copy shared between two layouts) is fine.
+    (folder / "train.json").unlink()
+    write(folder / "data.json", secret.read_bytes())
+    (folder / "train.json").symlink_to(folder / "data.json")
+    [result] = build([load_catalog()["cinlid"]], BuildOptions(out=tmp_path / "out", sources=str(tmp_path / "src")))
+    assert result.status == "built", result.reason
