@@ -154,8 +154,8 @@ def _decode_line(raw: bytes, exc: UnicodeDecodeError) -> tuple[str, str | None]:
     """A line that is not UTF-8: (its text, None) when it is GB18030, else (its text with the bytes kept
     as lone surrogates, why it cannot be read), so that a reader needing the line's shape still has it."""
     body = raw.rstrip(b"\r\n")
-    if len(body) == len(raw) and exc.end >= len(body) - 1 and exc.start >= len(body) - 3:
-        reason = "truncated_line"  # the last line, cut inside a character
+    if len(body) == len(raw) and exc.reason == "unexpected end of data" and exc.end == len(raw):
+        reason = "truncated_line"  # the last line (no line ending), valid UTF-8 cut inside a character
     else:
         if _looks_gbk(raw):
             try:

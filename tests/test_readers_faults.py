@@ -219,6 +219,9 @@ def test_a_zero_byte_file_is_an_empty_split_with_a_warning(tmp_path, caplog):
 def test_a_cut_last_line_is_truncated_line_not_undecodable_bytes(tmp_path):
     jsonl = write(tmp_path / "a.json", '{"a": "甲"}\n{"a": "乙"}\n{"a": "丙'.encode()[:-1])
     assert split(list(iter_json(jsonl))) == ([{"a": "甲"}, {"a": "乙"}], {"truncated_line": 1})
+    # A GBK last line without a line ending is not cut: it is read.
+    gbk = write(tmp_path / "b.json", '{"a": "甲"}\n'.encode() + '{"a": "乙"}'.encode("gbk"))
+    assert split(list(iter_json(gbk))) == ([{"a": "甲"}, {"a": "乙"}], {})
     tsv = write(tmp_path / "a.tsv", "1\t甲\t乙\n2\t丙\t丁\n3\t戊".encode()[:-2])
     assert split(list(iter_tsv(tsv, columns=["id", "s1", "s2"], header=False)))[1] == {"truncated_line": 1}
     csv_ = write(tmp_path / "a.csv", "t,r\n甲,一\n乙,二\n丙".encode()[:-1])
@@ -324,3 +327,14 @@ def test_a_symbolic_link_leading_outside_the_source_folder_is_refused(tmp_path):
     (folder / "train.json").symlink_to(folder / "data.json")
     [result] = build([load_catalog()["cinlid"]], BuildOptions(out=tmp_path / "out", sources=str(tmp_path / "src")))
     assert result.status == "built", result.reason
+
+
+def test_a_file_too_large_to_be_a_document_is_streamed_as_json_lines(tmp_path, monkeypatch):
+    # An indented document below the limit is parsed whole; above it (a multi-GB file whose lines all
+    # fail to parse would otherwise be loaded into memory) the same bytes are streamed line by line.
+    pretty = json.dumps({"data": [{"a": "甲"}, {"a": "乙"}]}, ensure_ascii=False, indent=2).encode()
+    path = write(tmp_path / "train.json", pretty)
+    assert list(iter_json(path)) == [{"a": "甲"}, {"a": "乙"}]
+    monkeypatch.setattr(readers, "_DOCUMENT_LIMIT", len(pretty) - 1)
+    got, bad = split(list(iter_json(path)))
+    assert got == [] and sum(bad.values()) == len([line for line in pretty.splitlines() if line.strip()])
