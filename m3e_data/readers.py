@@ -310,7 +310,12 @@ def _document_rows(path: Path, field: str | None) -> tuple[list[Any], bool]:
     try:
         doc, surrogates = _load_document(path)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: neither JSON lines nor one JSON document: {exc}") from exc
+        # One document cannot lose only its broken part (its rows are not lines), and keeping the rows
+        # before the break would lose an unknown number after it without a count: the source fails.
+        raise ValueError(
+            f"{path}: neither JSON lines nor one JSON document ({exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}); the file is cut or damaged there: download it again"
+        ) from exc
     if isinstance(doc, dict):
         key = field or ("data" if isinstance(doc.get("data"), list) else None)
         if key is not None:
@@ -467,6 +472,14 @@ class _RecordLines:
     def read_again(self, lines: list[tuple[int, str, str | None]]) -> None:
         self._again.extendleft(reversed(lines))
 
+    def at_end(self) -> bool:
+        if not self._again:
+            try:
+                self._again.append(next(self._lines))
+            except StopIteration:
+                return True
+        return False
+
 
 def _holds_rows(lines: list[tuple[int, str, str | None]], width: int) -> bool:
     """Whether the inner lines of a quoted field look like whole rows of the file (a quote left open):
@@ -481,8 +494,8 @@ def iter_csv(path: Path) -> Iterator[ReadItem]:
     """CSV with a header row; quoted fields may span lines.
 
     A quote left open swallows the rows after it into one field: a record over several lines whose field
-    count is wrong, that runs over too many lines, or whose inner lines look like whole rows, costs its
-    first line (`unclosed_quote`) and the lines after it are read again. A row whose field count differs
+    count is wrong, that runs over too many lines, whose inner lines look like whole rows, or whose quote
+    is still open at the end of the file, costs its first line (`unclosed_quote`) and the lines after it are read again. A row whose field count differs
     from the header's is malformed (`truncated_line` when it is the cut last line); a field over the csv
     module's limit is `field_too_long`; a row holding undecodable bytes is one bad row.
     """
@@ -517,6 +530,8 @@ def iter_csv(path: Path) -> Iterator[ReadItem]:
         taken = lines.taken
         if len(taken) > 1 and (
             len(fields) != width or len(taken) > _CSV_MAX_RECORD_LINES or _holds_rows(taken[1:-1], width)
+            # a quote still open at the end of the file (csv.reader ends the field there without a word)
+            or sum(text.count('"') for _, text, _ in taken) % 2 == 1 and lines.at_end()
         ):
             yield BadRow("unclosed_quote", f"{path.name} line {taken[0][0]}: a quoted field runs over "
                                            f"{len(taken) - 1} more lines; they are read again")

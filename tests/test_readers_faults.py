@@ -338,3 +338,17 @@ def test_a_file_too_large_to_be_a_document_is_streamed_as_json_lines(tmp_path, m
     monkeypatch.setattr(readers, "_DOCUMENT_LIMIT", len(pretty) - 1)
     got, bad = split(list(iter_json(path)))
     assert got == [] and sum(bad.values()) == len([line for line in pretty.splitlines() if line.strip()])
+
+
+def test_a_cut_json_document_fails_with_where_and_what_to_do(tmp_path):
+    doc = json.dumps(_squad([_para("青梅湖很大。", 0, 5)]), ensure_ascii=False, indent=2).encode()
+    path = write(tmp_path / "train-zen-v1.0.json", doc[: len(doc) // 2])
+    with pytest.raises(ValueError, match=r"train-zen-v1.0.json: .* at line \d+ column \d+\); the file is cut or "
+                                         r"damaged there: download it again"):
+        list(iter_squad(path))
+
+
+def test_a_quote_left_open_near_the_end_of_the_file_costs_one_row(tmp_path):
+    data = 'title,reply\n甲,一\n乙,"二\n丙,三\n'
+    got, bad = split(list(iter_csv(write(tmp_path / "a.csv", data.encode()))))
+    assert got == [{"title": "甲", "reply": "一"}, {"title": "丙", "reply": "三"}] and bad == {"unclosed_quote": 1}
