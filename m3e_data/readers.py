@@ -227,7 +227,7 @@ def _container(path: Path, field: str) -> str:
     if not lines:
         return "empty"
     try:
-        first = json.loads(lines[0])
+        first = json.loads(lines[0], strict=False)
     except ValueError:
         first = None
     if isinstance(first, dict):
@@ -286,7 +286,9 @@ def _load_document(path: Path) -> tuple[Any, bool]:
     except UnicodeDecodeError:
         text = "".join(line for _, line, _ in _decoded(data.splitlines(keepends=True)))
     surrogates = _SURROGATE.search(text) is not None or _ESCAPED_SURROGATE.search(text) is not None
-    return json.loads(text), surrogates
+    # strict=False: a control character (a NUL, a raw tab) inside a string costs nothing here; the text
+    # repairs remove it later. Outside a string it is a broken document, as before.
+    return json.loads(text, strict=False), surrogates
 
 
 def _has_surrogates(value: Any) -> bool:

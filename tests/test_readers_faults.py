@@ -352,3 +352,10 @@ def test_a_quote_left_open_near_the_end_of_the_file_costs_one_row(tmp_path):
     data = 'title,reply\n甲,一\n乙,"二\n丙,三\n'
     got, bad = split(list(iter_csv(write(tmp_path / "a.csv", data.encode()))))
     assert got == [{"title": "甲", "reply": "一"}, {"title": "丙", "reply": "三"}] and bad == {"unclosed_quote": 1}
+
+
+def test_a_nul_inside_a_string_of_a_json_document_does_not_fail_the_source(tmp_path):
+    data = '[{"question": "甲\x00乙", "sql": "SELECT 1"}, {"question": "丙", "sql": "SELECT 2"}]'.encode()
+    assert list(iter_json(write(tmp_path / "train.json", data))) == [
+        {"question": "甲\x00乙", "sql": "SELECT 1"}, {"question": "丙", "sql": "SELECT 2"},
+    ]
