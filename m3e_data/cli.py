@@ -13,16 +13,40 @@ from rich.table import Table
 
 from m3e_data.build import BUILT, UNCHANGED, BuildOptions, SourceResult, build, select_sources
 from m3e_data.catalog import load_catalog
-from m3e_data.console import messages, tables
+from m3e_data.console import error_line, messages, tables
+from m3e_data.failures import explain
 from m3e_data.hq_cli import hold_for_command, hq_command, hq_options, report_command, run_hq_command
 from m3e_data.mine_cli import mine_command
 from m3e_data.publish_cli import export_command, push_command
 from m3e_data.recipe import recipe_names
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group, with one handler for expected failures: a disk that fills up, a Hub that cannot
+    be reached or refuses, a folder without permission. Each ends in one line on stderr and exit code 1;
+    with --debug (or M3E_DEBUG=1) the traceback follows the line. Anything else is a bug and keeps its
+    traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            line = explain(exc, ctx.invoked_subcommand)
+            if line is None:
+                raise
+            error_line(line)
+            if ctx.params.get("debug"):
+                raise
+            ctx.exit(1)
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="m3e-data")
-def main() -> None:
+@click.option("--debug", is_flag=True, envvar="M3E_DEBUG",
+              help="Show the traceback of a failure, not only its one-line message (or set M3E_DEBUG=1).")
+def main(debug: bool) -> None:
     """Build the training data for Chinese text-embedding models (M3E)."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 from rich.console import Console
 
 messages = Console(stderr=True)
@@ -15,3 +16,8 @@ messages = Console(stderr=True)
 
 def tables() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def error_line(text: str) -> None:
+    """One line on stderr, never wrapped (rich would wrap it to the terminal's width), grep-able."""
+    click.echo(f"error: {' '.join(text.split())}", err=True)

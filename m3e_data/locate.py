@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from m3e_data.catalog import Layout, Source, how_to_get
+from m3e_data.confine import refuse_links_outside
 from m3e_data.fingerprint import HashCache, fingerprint_files, input_files
 from m3e_data.readers import ReadItem, read_file
 
@@ -127,8 +128,8 @@ def _match_local(root: Path, pattern: str, by_name: bool) -> list[Path]:
         if len(found) > 1 and not any(ch in pattern for ch in "*?["):
             listed = ", ".join(str(p.relative_to(root)) for p in found)
             raise SourceMissing(f"{root}: {pattern} is ambiguous, found {listed}; keep one copy")
-        return found
-    return sorted(p for p in root.glob(pattern) if p.is_file())
+        return refuse_links_outside(root, found)
+    return refuse_links_outside(root, sorted(p for p in root.glob(pattern) if p.is_file()))
 
 
 def _locate_local(

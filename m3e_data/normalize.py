@@ -21,7 +21,7 @@ import xxhash
 
 from m3e_data.catalog import Source
 from m3e_data.quality import text_keys
-from m3e_data.readers import BadRow, ReadItem
+from m3e_data.readers import BadRow, ReadItem, noted
 from m3e_data.recipe import Context, Pair, Recipe, Skip
 from m3e_data.schema import UNIFIED_SCHEMA, make_id
 from m3e_data.textclean import clean_text
@@ -40,13 +40,15 @@ _EMPTY_KEY = xxhash.xxh3_64_intdigest(b"")  # text_keys of a text that normalise
 class Counts:
     """Raw rows read, unified rows written, and drops by reason (raw rows that gave no pair, plus
     candidate pairs that failed validation), negatives removed from kept rows by reason, and rows changed by
-    each text repair."""
+    each text repair. `notes`: what the readers worked around without dropping a row
+    (readers.DECODED_GB18030, TRUNCATED_GZIP, EMPTY_FILE), recorded only when there are any."""
 
     read: int = 0
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     negatives_removed: Counter[str] = field(default_factory=Counter)
     repairs: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Counts) -> None:
         self.read += other.read
@@ -54,22 +56,27 @@ class Counts:
         self.dropped.update(other.dropped)
         self.negatives_removed.update(other.negatives_removed)
         self.repairs.update(other.repairs)
+        self.notes.update(other.notes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "read": self.read,
             "written": self.written,
             "dropped": dict(sorted(self.dropped.items())),
             "negatives_removed": dict(sorted(self.negatives_removed.items())),
             "repairs": dict(sorted(self.repairs.items())),
         }
+        if self.notes:
+            d["notes"] = dict(sorted(self.notes.items()))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Counts:
-        """The inverse of as_dict; records written before negatives and repairs were counted read as zero."""
+        """The inverse of as_dict; records written before negatives, repairs and notes were counted read as
+        zero."""
         return cls(
             d["read"], d["written"], Counter(d["dropped"]), Counter(d.get("negatives_removed", {})),
-            Counter(d.get("repairs", {})),
+            Counter(d.get("repairs", {})), Counter(d.get("notes", {})),
         )
 
 
@@ -163,6 +170,7 @@ def normalize(
 ) -> Iterator[list[tuple[str, Pair]]]:
     """Batches of (key, pair) for the valid pairs the recipe makes of `items`; `counts` is updated in
     place. This loop runs once per raw row of 22M: it keeps to locals and batches its output."""
+    items = noted(items, counts.notes)
     grouped = _with_groups(items, recipe.group_by) if recipe.group_by else None
     to_pairs = recipe.to_pairs
     dropped = counts.dropped

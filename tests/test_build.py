@@ -148,16 +148,17 @@ def test_missing_data_is_one_clear_line_and_does_not_stop_the_others(tmp_path):
 def test_a_broken_file_fails_its_source_only(tmp_path):
     sources = tmp_path / "src"
     shutil.copytree(demo_root() / "cmrc2018", sources / "cmrc2018")
-    (sources / "hc3_chinese").mkdir(parents=True)
-    (sources / "hc3_chinese" / "all.jsonl").write_text("[not json at all", encoding="utf-8")
+    # A JSON-lines file loses only its bad lines; a one-document file that does not parse fails its source.
+    (sources / "cinlid").mkdir(parents=True)
+    (sources / "cinlid" / "train.json").write_text('{"data": [{"phrase1": "画蛇', encoding="utf-8")
     runner = CliRunner()
     result = runner.invoke(
-        main, ["build", "--recipe", "cmrc2018,hc3_chinese", "--sources", str(sources), "--out", str(tmp_path / "o")]
+        main, ["build", "--recipe", "cmrc2018,cinlid", "--sources", str(sources), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 1
     recorded = json.loads((tmp_path / "o" / "build-manifest.json").read_text())["stages"]["normalize"]["sources"]
     assert recorded["cmrc2018"]["status"] == "built"
-    assert recorded["hc3_chinese"]["status"] == "failed" and "all.jsonl" in recorded["hc3_chinese"]["reason"]
+    assert recorded["cinlid"]["status"] == "failed" and "train.json" in recorded["cinlid"]["reason"]
 
 
 def test_splits_option_reads_only_the_named_splits(tmp_path):

@@ -2,8 +2,9 @@
 
 import gzip
 import json
+from collections import Counter
 
-from m3e_data.readers import BadRow, detect_encoding, iter_csv, iter_json, iter_squad, iter_tsv
+from m3e_data.readers import BadRow, collecting_notes, iter_csv, iter_json, iter_squad, iter_tsv
 
 
 def write(path, data: bytes):
@@ -15,14 +16,15 @@ def test_json_lines_with_bom_crlf_blank_lines_and_a_truncated_last_line(tmp_path
     text = '{"a": "甲"}\r\n\r\n{"a": "乙"}\r\n{"a": "丙'
     rows = list(iter_json(write(tmp_path / "x.json", b"\xef\xbb\xbf" + text.encode())))
     assert rows[:2] == [{"a": "甲"}, {"a": "乙"}]
-    assert isinstance(rows[2], BadRow) and rows[2].reason == "malformed_json"
+    assert isinstance(rows[2], BadRow) and rows[2].reason == "truncated_line"
 
 
 def test_gbk_file_is_read_through_the_gb18030_fallback(tmp_path):
     doc = {"data": [{"phrase1": "画蛇添足", "phrase2": "多此一举", "label": "entailment"}]}
     path = write(tmp_path / "cinlid.json", json.dumps(doc, ensure_ascii=False).encode("gbk"))
-    assert detect_encoding(path) == "gb18030"
-    assert list(iter_json(path)) == doc["data"]
+    with collecting_notes(Counter()) as notes:
+        assert list(iter_json(path)) == doc["data"]
+    assert notes == {"decoded_gb18030": 1}
 
 
 def test_json_array_and_dict_keyed_by_id(tmp_path):
@@ -94,7 +96,9 @@ def test_csv_and_tsv_headers_lose_their_bom(tmp_path):
 def test_gbk_json_lines_are_decoded_line_by_line(tmp_path):
     rows = [{"sentence1": "画蛇添足", "sentence2": "多此一举", "label": "entailment"}] * 3
     path = write(tmp_path / "cinlid.json", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("gbk"))
-    assert detect_encoding(path) == "gb18030" and list(iter_json(path)) == rows
+    with collecting_notes(Counter()) as notes:
+        assert list(iter_json(path)) == rows
+    assert notes == {"decoded_gb18030": 3}
 
 
 def test_an_undecodable_csv_row_is_one_bad_row_and_the_rows_after_it_are_read(tmp_path):
@@ -159,7 +163,7 @@ def test_json_lines_tsv_and_csv_are_streamed_not_loaded_whole(tmp_path, monkeypa
 
     seen = [0]
     real_open = readers.open_binary
-    monkeypatch.setattr(readers, "open_binary", lambda path: _CountingReader(real_open(path), seen))
+    monkeypatch.setattr(readers, "open_binary", lambda path, **kw: _CountingReader(real_open(path, **kw), seen))
     n = 60_000  # ~4 MB per file; the first rows must come after reading a small part of it
     jsonl = write(tmp_path / "big.json", "".join(json.dumps({"t": f"第{i}行文本"}, ensure_ascii=False) + "\n" for i in range(n)).encode())
     tsv = write(tmp_path / "big.tsv", "".join(f"{i}\t第{i}行\t1\n" for i in range(n)).encode())

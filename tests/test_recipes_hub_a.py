@@ -61,7 +61,7 @@ def test_firefly_every_kind_by_default(tmp_path):
     rows, result = build_one("firefly", tmp_path)
     assert pairs(rows) == FIREFLY_ALL
     assert ids(rows) == [f"firefly/train/{i}" for i in range(4)]
-    assert result.counts.dropped == {"empty_text": 1, "missing_field:target": 1, "malformed_json": 1}
+    assert result.counts.dropped == {"empty_text": 1, "missing_field:target": 1, "truncated_line": 1}
 
 
 def test_firefly_kinds_allow_list_keeps_only_those_task_types(tmp_path):
@@ -69,7 +69,7 @@ def test_firefly_kinds_allow_list_keeps_only_those_task_types(tmp_path):
     assert pairs(rows) == [FIREFLY_ALL[1], FIREFLY_ALL[3]]
     assert ids(rows) == ["firefly/train/1", "firefly/train/3"]
     # The truncated line is still a malformed row; the row without `target` is not of a chosen kind.
-    assert result.counts.dropped == {"kind_not_selected": 4, "malformed_json": 1}
+    assert result.counts.dropped == {"kind_not_selected": 4, "truncated_line": 1}
 
 
 def test_firefly_kinds_through_the_cli(tmp_path):

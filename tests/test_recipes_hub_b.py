@@ -484,7 +484,7 @@ def test_miracl_title_to_passage_converted_to_simplified(tmp_path):
         ("train", "软件工程", "软件工程是研究软件开发与维护的学科。", []),
     ]
     assert [r["id"] for r in rows][:2] == ["miracl_corpus/train/1001#0", "miracl_corpus/train/1001#1"]
-    assert result.counts.dropped == {"malformed_json": 1, "missing_field:text": 1}
+    assert result.counts.dropped == {"truncated_line": 1, "missing_field:text": 1}
 
 
 def test_miracl_options_keep_the_script_and_cap_passages_per_title(tmp_path):
@@ -493,7 +493,7 @@ def test_miracl_options_keep_the_script_and_cap_passages_per_title(tmp_path):
 
     rows, result = build_one("miracl_corpus", tmp_path / "b", options={"max_passages_per_title": "2"})
     assert [r["id"].rsplit("/", 1)[1] for r in rows] == ["1001#0", "1001#1", "1002#0", "1003#0"]
-    assert result.counts.dropped == {"malformed_json": 1, "missing_field:text": 1, "over_passages_per_title": 1}
+    assert result.counts.dropped == {"truncated_line": 1, "missing_field:text": 1, "over_passages_per_title": 1}
 
 
 def test_miracl_characters_only_conversion_and_an_unknown_one(tmp_path):
