@@ -16,11 +16,8 @@ build-manifest.json that m3e-data did not write is never overwritten.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +35,7 @@ from m3e_data.store import (
     SUCCESS,
     PartWriter,
     atomic_write_json,
+    clean_stale,
     parquet_files,
     read_success,
     staged_folder,
@@ -50,10 +48,6 @@ MINING_VERSION = 1
 
 MINED, UNCHANGED, FAILED = "mined", "unchanged", "failed"
 OWNER = "mine"  # the marker name of a mined source folder (m3e_data.ownership)
-# What a killed mine_source leaves in its temp folder (store.staged_folder, PartWriter, atomic writes).
-_OWN_TEMP_FILE = re.compile(
-    r"part-\d{5}\.parquet|_SUCCESS\.json|\.m3e-owner\.json|\.(_SUCCESS|\.m3e-owner)\.json\..+\.tmp"
-)
 
 
 def is_m3e_manifest(path: Path) -> bool:
@@ -77,20 +71,6 @@ def record_folder(input_dir: Path, out: Path) -> Path:
 def default_cache_dir(input_dir: Path, out: Path) -> Path:
     folder = record_folder(input_dir, out)
     return folder / "cache" / "embeddings" if folder != out else out / ".cache" / "embeddings"
-
-
-def clean_own_temps(out: Path, names: list[str]) -> None:
-    """Remove the temp folders a killed run left for these sources, and nothing else.
-
-    Only `.<source>.*.tmp` folders holding nothing but what mining writes: a user's `.viminfo.tmp` or
-    `.session.tmp/` in the output folder is not mine's to delete.
-    """
-    for name in names:
-        for path in out.glob(f".{glob.escape(name)}.*.tmp"):
-            if path.is_dir() and not path.is_symlink() and all(
-                f.is_file() and not f.is_symlink() and _OWN_TEMP_FILE.fullmatch(f.name) for f in path.iterdir()
-            ):
-                shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -278,7 +258,7 @@ def mine(
         raise ValueError(f"{record / MANIFEST}: not a manifest m3e-data wrote; refusing to overwrite it: "
                          "move it, or choose another --out")
     options.out.mkdir(parents=True, exist_ok=True)
-    clean_own_temps(options.out, names)
+    clean_stale(options.out)  # only our temps (store.TEMP_PREFIX) whose run is dead: never a user's .tmp
     encoder = LazyEncoder(options, show_progress)
     identity = encoder.identity()
     results: list[SourceResult] = []

@@ -206,15 +206,16 @@ def test_an_output_folder_with_the_users_files_keeps_them_and_nothing_lands_in_i
     (dest / ".viminfo.tmp").write_text("vim history", encoding="utf-8")
     (work / "build-manifest.json").write_text('{"my": "own manifest"}', encoding="utf-8")
     # What a killed mine run leaves for one of its sources is its own to clean up.
-    (dest / ".qa.k1ll3d.tmp").mkdir()
-    (dest / ".qa.k1ll3d.tmp" / "part-00000.parquet").write_bytes(b"half")
+    killed = dest / ".m3e-tmp.999999999.k1ll3d.qa"  # a temp of a run whose pid is gone
+    killed.mkdir()
+    (killed / "part-00000.parquet").write_bytes(b"half")
     args = ["mine", "--in", str(layout / "m3e-hq"), "--out", str(dest), "--model", str(tiny), "--device", "cpu",
             "--num-negatives", "2", "--range", "0:10"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert (dest / ".viminfo.tmp").read_text(encoding="utf-8") == "vim history"
     assert (dest / ".session.tmp" / "state").read_text(encoding="utf-8") == "open tabs"
-    assert not (dest / ".qa.k1ll3d.tmp").exists()
+    assert not killed.exists()
     assert sorted(p.name for p in work.iterdir()) == ["D", "build-manifest.json"]
     assert (work / "build-manifest.json").read_text(encoding="utf-8") == '{"my": "own manifest"}'
     assert set(json.loads((dest / "build-manifest.json").read_text())["stages"]["mine"]["sources"]) == {"qa", "sim"}
