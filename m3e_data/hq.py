@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -626,21 +625,19 @@ def check_commercial(sources: list[SourceInput]) -> None:
 
 
 def remove_unselected(out: Path, names: set[str]) -> None:
-    """Remove the m3e-hq and rejects outputs of sources outside this run's selection: left there, a
-    commercial-only m3e-hq would still hold an earlier full run's sources. Only folders this stage
-    committed (a completion record keyed by its inputs) are removed."""
-    for parent in [out / "m3e-hq", *(out / "rejects" / stage for stage in REJECT_STAGES)]:
+    """Remove the m3e-hq, rejects and m3e-hq-with-score outputs of sources outside this run's selection:
+    left there, a commercial-only m3e-hq (or the mined data beside it) would still hold an earlier full
+    run's sources. Only folders a stage wrote whole are removed; one holding a user's file stops the run
+    (ForeignFiles) rather than stay behind in the selection's output."""
+    owners = [(out / "m3e-hq", "build"), (out / "m3e-hq-with-score", "mine")]
+    owners += [(out / "rejects" / stage, "build") for stage in REJECT_STAGES]
+    for parent, owner in owners:
         if not parent.is_dir():
             continue
-        for folder in parent.iterdir():
+        for folder in sorted(parent.iterdir()):
             if folder.name in names or folder.name.startswith(".") or not folder.is_dir():
                 continue
-            try:  # the record itself, damaged files or not: a damaged output must go too
-                record = json.loads((folder / SUCCESS).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(record, dict) and isinstance(record.get("key"), dict) and "inputs" in record["key"]:
-                shutil.rmtree(folder)
+            ownership.remove(folder, owner, sizes=False)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -142,10 +142,11 @@ def mark(folder: Path, command: str, *, trees: Iterable[str] = (), **info: Any) 
                                         "trees": trees, "entries": entries})
 
 
-def remove(folder: Path, command: str) -> None:
-    """Delete `folder` if `command` wrote everything in it; refuse (ForeignFiles) otherwise."""
+def remove(folder: Path, command: str, *, sizes: bool = True) -> None:
+    """Delete `folder` if `command` wrote everything in it; refuse (ForeignFiles) otherwise (`sizes` as in
+    foreign_files)."""
     import shutil
 
-    check_replaceable(folder, command)
+    check_replaceable(folder, command, sizes=sizes)
     if folder.is_dir():
         shutil.rmtree(folder)

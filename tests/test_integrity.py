@@ -331,3 +331,33 @@ def test_staged_folders_and_their_files_get_ordinary_permissions(tmp_path):
     assert (tmp_path / "stage").stat().st_mode & 0o777 == 0o755
     assert {p.stat().st_mode & 0o777 for p in (tmp_path / "stage").iterdir()} == {0o644}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_mined_data_of_an_earlier_full_run_does_not_survive_a_commercial_only_build(tmp_path):
+    """m3e-hq-with-score beside m3e-hq: an earlier full run's mined sources must go with its hq sources."""
+    import shutil
+
+    from m3e_data.ownership import mark
+
+    out = tmp_path / "out"
+    build_cli(out, commercial_only=False, recipe="paws_x,cmrc2018")
+    mined = out / "m3e-hq-with-score"
+    for name in ("paws_x", "cmrc2018"):  # what `mine` leaves: per-source folders under its marker
+        shutil.copytree(out / "m3e-hq" / name, mined / name)
+        (mined / name / ".m3e-owner.json").unlink()
+        mark(mined / name, "mine")
+    assert not load_catalog()["cmrc2018"].commercial and load_catalog()["paws_x"].commercial
+    build_cli(out, commercial_only=True, recipe="paws_x,cmrc2018")
+    assert sorted(p.name for p in mined.iterdir()) == ["paws_x"]
+    assert sorted(p.name for p in (out / "m3e-hq").iterdir()) == ["paws_x"]
+
+
+def test_a_users_file_in_an_unselected_output_stops_the_run_and_stays(tmp_path):
+    out = tmp_path / "out"
+    build_cli(out, commercial_only=False, recipe="paws_x,cmrc2018")
+    notes = out / "m3e-hq" / "cmrc2018" / "notes.txt"
+    notes.write_text("mine", encoding="utf-8")
+    result = CliRunner().invoke(main, ["build", "--recipe", "paws_x,cmrc2018", "--sources", "demo", "--out",
+                                       str(out), "--workers", "1", "--commercial-only"])
+    assert result.exit_code == 1 and "notes.txt" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and notes.read_text(encoding="utf-8") == "mine"
