@@ -196,8 +196,22 @@ def test_bad_input_gets_one_clear_line(tmp_path, model):
     _write(only_train / "data" / f"train-{SHARD}", {"sentence1": ["甲", "乙"], "sentence2": ["丙", "丁"], "score": [0, 1]})
     with pytest.raises(TaskError, match="no test/validation/dev split"):
         load_task(only_train)
+    broken = tmp_path / "ATEC"
+    (broken / "data").mkdir(parents=True)
+    (broken / "data" / f"test-{SHARD}").write_text("version https://git-lfs.github.com/spec/v1\n")
+    result = run_eval("--model", str(model), "--task", str(broken))
+    assert result.exit_code == 1 and "not a readable Parquet file" in result.output
+    if not torch.cuda.is_available():
+        stsb = tmp_path / "STSB"
+        _write(stsb / "data" / f"test-{SHARD}", {"sentence1": ["甲", "乙"], "sentence2": ["丙", "丁"], "score": [0.5, 4.0]})
+        result = run_eval("--model", str(model), "--task", str(stsb), "--device", "cuda:0")
+        assert result.exit_code == 2 and "no CUDA device" in result.output
     lonely = tmp_path / "T2Retrieval"
     _write(lonely / "data" / f"corpus-{SHARD}", {"id": ["p1"], "text": ["文"]})
     _write(lonely / "data" / f"queries-{SHARD}", {"id": ["q1"], "text": ["问"]})
     with pytest.raises(TaskError, match="T2Retrieval-qrels"):
         load_task(lonely)
+    qrels_only = tmp_path / "T2Retrieval-qrels"
+    _write(qrels_only / "data" / f"dev-{SHARD}", {"qid": ["q1"], "pid": ["p1"], "score": [1]})
+    with pytest.raises(TaskError, match="holds only qrels"):
+        load_task(qrels_only)

@@ -64,6 +64,10 @@ def eval_command(model: str, tasks: tuple[Path, ...], out: Path | None, device: 
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise click.ClickException(f"{exc}; install the training extra: pip install 'm3e-data[train]'") from None
+    import torch
+
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise click.BadParameter(f"{device}: no CUDA device on this machine", param_hint="--device")
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     try:
         encoder = SentenceTransformer(str(local) if local.is_dir() else model, device=device,

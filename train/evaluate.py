@@ -178,7 +178,13 @@ def _choose_split(files: list[Path], preferred: tuple[str, ...], where: Path) ->
 
 
 def _read(files: list[Path]) -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    frames = []
+    for f in files:
+        try:
+            frames.append(pl.read_parquet(f))
+        except (pl.exceptions.PolarsError, OSError) as exc:  # a truncated download, an LFS pointer file
+            raise TaskError(f"{f}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def _need(frame: pl.DataFrame, columns: list[str], where: Path | str) -> None:
@@ -287,6 +293,8 @@ def load_task(folder: Path, *, query_prompt: str | None = None) -> EvalSet:
     pair_files = _parquets(folder, "data/*.parquet")
     if pair_files:
         frame = _read(_choose_split(pair_files, PAIR_SPLITS, folder / "data"))
+        if {"qid", "pid"} <= set(frame.columns) or {"query-id", "corpus-id"} <= set(frame.columns):
+            raise TaskError(f"{folder}: holds only qrels; pass the task folder beside it (with data/corpus-*)")
         s1, s2 = ("sentence1", "sentence2") if "sentence1" in frame.columns else ("sent1", "sent2")
         _need(frame, [s1, s2], folder / "data")
         if "score" in frame.columns:
