@@ -26,10 +26,10 @@ def path_like(value: str) -> bool:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the best available).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Texts per encoding batch.")
 def eval_command(model: str, tasks: tuple[Path, ...], out: Path | None, device: str | None, batch_size: int) -> None:
-    """Evaluate MODEL on local task folders: retrieval (nDCG@10, MRR@10, Recall@100), pair scoring
-    (Spearman of cosine) and pair classification (average precision).
+    """Evaluate a model on local C-MTEB / MTEB task folders.
 
-    The kind of each task is told by its files. Figures are computed with sentence-transformers'
+    Retrieval (nDCG@10, MRR@10, Recall@100), pair scoring (Spearman of cosine) and pair classification
+    (average precision); the kind of each task is told by its files. Figures are computed with sentence-transformers'
     evaluators (see the README for how they compare with the C-MTEB leaderboard).
     """
     from m3e_data.console import messages
