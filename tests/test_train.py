@@ -41,7 +41,30 @@ def build(tmp_path_factory) -> dict[str, Path]:
     scored = root / "scored" / "m3e-hq-with-score"
     write_source(scored, corpus_rows("gamma", 300, topics=topics, n_negatives=2, scored=True))
     model = tiny_bert(root / "base", topics.vocab)
-    return {"root": root, "build": root / "build", "scored": root / "scored", "model": model}
+    return {"root": root, "build": root / "build", "scored": root / "scored", "model": model,
+            **eval_tasks(root / "tasks", Topics(seed=2))}
+
+
+def eval_tasks(root: Path, topics: Topics) -> dict[str, Path]:
+    """A C-MTEB retrieval task (with its -qrels sibling) and an LCQMC-style pair task, on the same topics."""
+    import pyarrow.parquet as pq
+
+    shard = "00000-of-00001-0c5e.parquet"
+    rows = [topics.row(tuple(topics.rng.sample(range(40), 2))) for _ in range(60)]
+    retrieval = root / "TopicRetrieval"
+    for sub, table in (
+        (retrieval / "data" / f"corpus-{shard}", {"id": [f"p{i}" for i in range(60)], "text": [r[1] for r in rows]}),
+        (retrieval / "data" / f"queries-{shard}", {"id": [f"q{i}" for i in range(30)], "text": [r[0] for r in rows[:30]]}),
+        (root / "TopicRetrieval-qrels" / "data" / f"dev-{shard}",
+         {"qid": [f"q{i}" for i in range(30)], "pid": [f"p{i}" for i in range(30)], "score": [1] * 30}),
+        # A pair matches when it shares its topics: the positive of its own row, else another row's.
+        (root / "TopicPairs" / "data" / f"test-{shard}",
+         {"sentence1": [r[0] for r in rows], "sentence2": [r[1] if i % 2 else rows[i - 1][1] for i, r in enumerate(rows)],
+          "score": [i % 2 for i in range(60)]}),
+    ):
+        sub.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(table), sub)
+    return {"retrieval_task": retrieval, "pair_task": root / "TopicPairs"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +78,7 @@ def trained(build) -> dict:
         ["train", "--data", str(build["build"]), "--model", str(build["model"]), "--out", str(out),
          "--max-steps", "40", "--batch-size", "16", "--mini-batch-size", "8", "--lr", "5e-3", "--warmup", "0",
          "--max-length", "32", "--heldout-rows", "40", "--log-every", "5", "--checkpoint-every", "100",
-         "--prompt", "qa=问："],
+         "--prompt", "qa=问：", "--eval-task", str(build["retrieval_task"]), "--eval-task", str(build["pair_task"])],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -72,13 +95,21 @@ def test_loss_falls_and_retrieval_improves(trained):
     assert results["steps"] == 40
     for name in ("alpha", "beta"):
         before, after = results["before"][name], results["after"][name]
-        assert after["ndcg@10"] > before["ndcg@10"] + 0.2, (name, before, after)
-        assert after["mrr@10"] > before["mrr@10"]
-    assert results["after"]["mean"]["ndcg@10"] > 0.5
-    # The command ends with the same figures as a table.
-    row = next(line for line in trained["stdout"].splitlines() if line.strip("│ ").startswith("alpha"))
-    cells = [c.strip() for c in row.strip("│").split("│")]
-    assert cells[1:] == [f"{results[k]['alpha'][m]:.4f}" for m in ("ndcg@10", "mrr@10") for k in ("before", "after")]
+        assert after["ndcg_at_10"] > before["ndcg_at_10"] + 0.2, (name, before, after)
+        assert after["mrr_at_10"] > before["mrr_at_10"]
+    assert results["after"]["mean"]["ndcg_at_10"] > 0.5
+    # --eval-task folders are evaluated by m3e-data eval's code, before and after.
+    before, after = results["before"], results["after"]
+    assert list(after["TopicRetrieval"]) == ["ndcg_at_10", "mrr_at_10", "recall_at_100"]
+    assert after["TopicRetrieval"]["ndcg_at_10"] > before["TopicRetrieval"]["ndcg_at_10"] + 0.2
+    assert after["TopicPairs"]["spearman"] > before["TopicPairs"]["spearman"] + 0.2
+    # The command ends with the same figures as a table: set, metric, before, after.
+    lines = trained["stdout"].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip("│ ").startswith("alpha"))
+    for offset, metric in enumerate(("ndcg_at_10", "mrr_at_10", "recall_at_100")):
+        cells = [c.strip() for c in lines[start + offset].strip("│").split("│")]
+        assert cells == ["" if offset else "alpha", metric, f"{before['alpha'][metric]:.4f}",
+                         f"{after['alpha'][metric]:.4f}"]
     assert not (out / CHECKPOINTS).exists()  # removed after a finished run
 
 

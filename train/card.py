@@ -93,8 +93,8 @@ def render_card(
     for name in after:
         b, a = before.get(name, {}), after[name]
         lines.append(
-            f"| {name} | {_fmt(b.get('ndcg@10'))} | {_fmt(a.get('ndcg@10'))} | "
-            f"{_fmt(b.get('mrr@10'))} | {_fmt(a.get('mrr@10'))} |"
+            f"| {name} | {_fmt(b.get('ndcg_at_10'))} | {_fmt(a.get('ndcg_at_10'))} | "
+            f"{_fmt(b.get('mrr_at_10'))} | {_fmt(a.get('mrr_at_10'))} |"
         )
     lines += ["", f"Final training loss: {_fmt(final_loss)}.", ""]
     return "\n".join(lines)

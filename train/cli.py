@@ -78,6 +78,9 @@ def _prompts(values: tuple[str, ...]) -> dict[str, str]:
               help="Rows held out per source for evaluation (at most a tenth of the source).")
 @click.option("--eval", "eval_dirs", multiple=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="A folder in T2Ranking layout (collection.tsv, queries.*.tsv, qrels.*.tsv); repeatable.")
+@click.option("--eval-task", "eval_tasks", multiple=True,
+              type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="A C-MTEB / MTEB task folder, as `m3e-data eval --task` reads it; repeatable.")
 @click.option("--eval-max-queries", type=int, default=1000, show_default=True)
 @click.option("--eval-corpus-size", type=int, default=100_000, show_default=True,
               help="Relevant passages plus a random sample up to N (T2Ranking's collection has 2.3M).")
@@ -93,7 +96,8 @@ def train(
     data: str, base: str, out: Path, epochs: float, max_steps: int | None, batch_size: int,
     mini_batch_size: int | None, lr: float, warmup: float, max_length: int, temperature: float, loss: str,
     num_negatives: int, pooling: str | None, prompt: tuple[str, ...], sources: str | None, commercial_only: bool,
-    max_rows_per_source: int | None, heldout_rows: int, eval_dirs: tuple[Path, ...], eval_max_queries: int,
+    max_rows_per_source: int | None, heldout_rows: int, eval_dirs: tuple[Path, ...],
+    eval_tasks: tuple[Path, ...], eval_max_queries: int,
     eval_corpus_size: int, sampling_temperature: float, seed: int, checkpoint_every: int, log_every: int,
     resume: bool, keep_checkpoints: bool, device: str | None,
 ) -> None:
@@ -118,7 +122,7 @@ def train(
         loss=loss, num_negatives=num_negatives, pooling=pooling, prompts=_prompts(prompt),
         sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
         commercial_only=commercial_only, max_rows_per_source=max_rows_per_source, heldout_rows=heldout_rows,
-        eval_dirs=list(eval_dirs), eval_max_queries=eval_max_queries, eval_corpus_size=eval_corpus_size,
+        eval_dirs=list(eval_dirs), eval_tasks=list(eval_tasks), eval_max_queries=eval_max_queries, eval_corpus_size=eval_corpus_size,
         sampling_temperature=sampling_temperature, seed=seed, checkpoint_every=checkpoint_every,
         log_every=log_every, resume=resume, keep_checkpoints=keep_checkpoints, device=device,
     )
@@ -131,26 +135,24 @@ def train(
 
 
 def _print_summary(summary: dict, out: Path) -> None:
-    """Retrieval before and after training per evaluation set, then where the model went."""
+    """Each evaluation set's figures before and after training, then where the model went."""
     from rich.table import Table
 
     from m3e_data.console import messages, tables
 
     before, after = summary["before"], summary["after"]
     if after:
-        table = Table(title="retrieval on the held-out sets")
-        table.add_column("eval set")
-        for metric in ("nDCG@10", "MRR@10"):
-            table.add_column(f"{metric} before", justify="right")
-            table.add_column(f"{metric} after", justify="right")
+        table = Table(title="evaluation before and after training")
+        for column, justify in (("eval set", "left"), ("metric", "left"), ("before", "right"), ("after", "right")):
+            table.add_column(column, justify=justify)
         for name in [n for n in after if n != "mean"] + (["mean"] if "mean" in after else []):
-            cells = []
-            for metric in ("ndcg@10", "mrr@10"):
-                cells += [f"{before.get(name, {}).get(metric, float('nan')):.4f}", f"{after[name][metric]:.4f}"]
-            table.add_row(name, *cells)
+            for i, (metric, value) in enumerate(after[name].items()):
+                was = before.get(name, {}).get(metric, float("nan"))
+                table.add_row(name if i == 0 else "", metric, f"{was:.4f}", f"{value:.4f}")
         tables().print(table)
     else:
-        messages.print("no evaluation: every source was too small to hold rows out (--heldout-rows), and no --eval")
+        messages.print("no evaluation: every source was too small to hold rows out (--heldout-rows), "
+                       "and no --eval or --eval-task")
     loss = summary.get("train_loss")
     messages.print(
         f"model: {out} ({summary['steps']} steps" + (f", mean training loss {loss:.4f}" if loss is not None else "")

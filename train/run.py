@@ -6,7 +6,7 @@ only wires our data, sampler, losses and evaluation into them and writes the mod
 Layout of OUT (the model folder):
     modules.json, config.json, model.safetensors, ...   the sentence-transformers model (written last)
     README.md                                           model card
-    eval_results.json                                   nDCG@10 / MRR@10 before and after, per set
+    eval_results.json                                   evaluation before and after, per set (m3e_train.evaluate)
     loss_curve.json                                     training loss per logged step
     checkpoints/checkpoint-N/                           while training; removed at the end unless kept
     .m3e-owner.json                                     what train wrote (m3e_data.ownership)
@@ -28,7 +28,7 @@ from typing import Any
 
 from m3e_train.card import render_card
 from m3e_train.data import SCORED, TrainData, load_rows, source_of, training_tables
-from m3e_train.evaluate import IRSet, evaluate, heldout_set, t2ranking_set
+from m3e_train.evaluate import EvalSet, evaluate, heldout_set, load_task, t2ranking_set, with_mean
 
 from m3e_data import ownership
 from m3e_data.store import atomic_write_json, ordinary_permissions
@@ -76,7 +76,8 @@ class TrainConfig:
     commercial_only: bool = False
     max_rows_per_source: int | None = None
     heldout_rows: int = 200
-    eval_dirs: list[Path] = field(default_factory=list)
+    eval_dirs: list[Path] = field(default_factory=list)  # T2Ranking layout
+    eval_tasks: list[Path] = field(default_factory=list)  # C-MTEB / MTEB task folders (m3e-data eval)
     eval_max_queries: int | None = 1000
     eval_corpus_size: int | None = 100_000
     sampling_temperature: float = 1.0
@@ -123,7 +124,7 @@ def _pooling_of(model) -> str:
     return modes[0] if modes else "unknown"
 
 
-def eval_sets(config: TrainConfig, data: TrainData) -> list[IRSet]:
+def eval_sets(config: TrainConfig, data: TrainData) -> list[EvalSet]:
     sets = [
         s
         for name, rows in data.sources.items()
@@ -136,6 +137,13 @@ def eval_sets(config: TrainConfig, data: TrainData) -> list[IRSet]:
                 seed=config.seed, query_prompt=config.prompts.get("qa"),
             )
         )
+    for folder in config.eval_tasks:
+        task = load_task(folder, query_prompt=config.prompts.get("qa"))
+        if any(s.name == task.name for s in sets):
+            raise ValueError(f"{folder}: an evaluation set named {task.name} is already there")
+        for reason, count in sorted(task.dropped.items()):
+            log.warning("%s: %d %s left out", task.name, count, reason)
+        sets.append(task)
     return sets
 
 
@@ -186,7 +194,7 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if last and before_file.exists():
         before = json.loads(before_file.read_text(encoding="utf-8"))
     else:
-        before = evaluate(model, sets, batch_size=config.eval_batch_size) if _is_main_process() else {}
+        before = with_mean(evaluate(model, sets, batch_size=config.eval_batch_size)) if _is_main_process() else {}
         if _is_main_process():
             atomic_write_json(before_file, before)
 
@@ -234,7 +242,7 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     summary: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        after = evaluate(model, sets, batch_size=config.eval_batch_size)
+        after = with_mean(evaluate(model, sets, batch_size=config.eval_batch_size))
         curve = [
             {"step": e["step"], "loss": e["loss"], "learning_rate": e.get("learning_rate")}
             for e in trainer.state.log_history
@@ -289,7 +297,7 @@ def _hyperparameters(config: TrainConfig, model, processes: int, steps: int) -> 
     hyper = {
         k: v
         for k, v in asdict(config).items()
-        if k not in ("data", "out", "eval_dirs", "resume", "keep_checkpoints", "device", "eval_batch_size")
+        if k not in ("data", "out", "eval_dirs", "eval_tasks", "resume", "keep_checkpoints", "device", "eval_batch_size")
     }
     hyper["pooling"] = _pooling_of(model)
     hyper["processes"] = processes
