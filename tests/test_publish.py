@@ -478,6 +478,9 @@ def test_mined_with_a_local_model_folder_publishes_its_name_not_its_path(hq: Pat
     text = prepared.card.read_text(encoding="utf-8")
     assert local not in text and str(hq) not in text
     assert "**model**: m3e-base (a local model folder)" in text
+    # The shards' records were made public when staged; the card names them once more, not twice.
+    assert "(a local model folder) (a local model folder)" not in text
+    assert text.count("m3e-base (a local model folder)") >= 2  # the manifest's line and a per-source record
     for shard in (tmp_path / "staged").rglob("*.parquet"):
         assert local not in pq.read_schema(shard).metadata[MINING_KEY].decode()
 

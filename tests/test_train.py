@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import click
@@ -94,6 +95,10 @@ def test_saved_folder_loads_encodes_and_has_a_card(trained):
     for needle in ("alpha", "beta", "apache-2.0", "cc-by-nc-4.0", "do not permit commercial use",
                    "temperature", "nDCG@10", "library_name: sentence-transformers"):
         assert needle in card, needle
+    # The base model and the data were local folders: named, never written out (test_model_card has more).
+    assert str(out.parent) not in card and "base (a local model folder)" in card
+    mean = re.search(r"mean\s+training\s+loss\s+(\d+\.\d{4})", trained["stdout"]).group(1)
+    assert f"Mean training loss over all 40 steps (the figure `m3e-data train` prints): {mean}." in card
     # Ordinary permissions per the umask: the weights were 0600 and 1_Pooling/ 0700 (a private model).
     mask = os.umask(0)
     os.umask(mask)
