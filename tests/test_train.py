@@ -106,6 +106,23 @@ def test_saved_folder_loads_encodes_and_has_a_card(trained):
     assert (out / "1_Pooling").stat().st_mode & 0o777 == 0o777 & ~mask
 
 
+def test_card_of_a_run_without_evaluation_says_why(build):
+    from m3e_data.cli import main
+
+    out = build["root"] / "no-eval"
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(build["scored"]), "--model", str(build["model"]), "--out", str(out),
+         "--max-steps", "2", "--batch-size", "8", "--heldout-rows", "0", "--max-length", "16", "--log-every", "1",
+         "--checkpoint-every", "100"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    evaluation = (out / "README.md").read_text().split("## Evaluation", 1)[1]
+    assert "| set |" not in evaluation  # no table without rows
+    assert "No evaluation was run: every source was too small to hold rows out (`--heldout-rows`)" in evaluation
+
+
 def test_bundled_encoder_reads_the_model(trained):
     encoder_mod = pytest.importorskip("m3e_data.encoder")
     from sentence_transformers import SentenceTransformer
