@@ -109,7 +109,7 @@ def render_card(
         "",
         "# Chinese text-embedding model trained with m3e-data",
         "",
-        f"Fine-tuned from {_named(base.name)} on {_named(origin)} (stage `{stage}`) for {steps:,} steps with "
+        f"Fine-tuned from {_named(base.name)} on {_named(origin)}, stage `{stage}`, for {steps:,} steps with "
         "`m3e-data train`.",
         "",
         "```python",
