@@ -100,3 +100,6 @@ def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | Non
     tables().print(table)
     if result.negatives_dropped:
         messages.print(f"{result.negatives_dropped:,} negatives beyond --max-negatives were left out")
+    if fmt == "sentence-transformers":
+        messages.print(f"`datasets.load_dataset('{out}', CONFIG)` reads it; {out / 'README.md'} lists the configs "
+                       "and the loss each suits")

@@ -152,6 +152,7 @@ def test_sentence_transformers_export_loads_config_by_config_as_its_readme_says(
     out = tmp_path / "st"
     ran = CliRunner().invoke(main, ["export", str(data[scored]), "--format", "sentence-transformers", "--out", str(out)])
     assert ran.exit_code == 0, ran.output
+    assert "the loss each suits" in " ".join(ran.output.split())
     configs, declared = readme_configs(out)
     names = [c["config_name"] for c in configs]
     layouts = [n for n in names if n in declared]
