@@ -4,12 +4,16 @@
   (pair), `text, text_pos, text_neg` (triplet; uniem takes one negative, we give the first, hardest one)
   and, for mined data, `sentence1, sentence2, label` (scored pair; label = the encoder score) for CoSENT.
   Files: <source>/<split>-pair.parquet, -triplet.parquet, -scored_pair.parquet.
-- sentence-transformers: Parquet in the n-tuple form `mine_hard_negatives` writes: `anchor, positive,
-  negative_1..negative_n` plus, for mined data, `scores` = [positive score, negative scores...] (a label
-  column the trainer hands to distillation losses). A dataset needs the same columns on every row, so n
-  is the fewest negatives any row of that file has (cap it with max_negatives) and rows without
-  negatives go to a separate `anchor, positive[, score]` file.
-  Files: <source>/<split>-ntuple.parquet, <source>/<split>-pair.parquet.
+- sentence-transformers: a dataset folder `datasets.load_dataset(folder, CONFIG)` reads, one config per
+  column layout, named as the Hub's sentence-transformers datasets name theirs: `pair` (anchor, positive),
+  `pair-score` (anchor, positive, score: mined data without negatives), `triplet` (anchor, positive,
+  negative) and `n-tuple-N` (anchor, positive, negative_1..negative_N, the form `mine_hard_negatives`
+  writes); mined data adds `scores` = [positive score, negative scores...] to rows with negatives. A
+  dataset needs the same columns on every row, so rows are grouped by their negative count (capped by
+  max_negatives; what lies beyond is counted) rather than cut to the fewest. Each layout is one config over
+  all sources and one per source (`<source>-<layout>`, for one-source-per-batch training); README.md
+  declares them in its `configs:` metadata and says which loss suits each.
+  Files: <source>/<split>-<layout>.parquet, README.md.
 - flagembedding: JSONL with `query, pos, neg` and, for mined data, `pos_scores, neg_scores` (used for
   knowledge distillation). FlagEmbedding reads every .jsonl file of the folder it is given, each as its
   own dataset, and needs negatives on every row: <source>-<split>.jsonl at the top, rows without
@@ -34,13 +38,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
 
 from m3e_data.catalog import load_catalog
 from m3e_data.commercial import row_problems
 from m3e_data.hub_stage import input_sources, select_rows, split_groups
 from m3e_data.manifest import read_manifest
 from m3e_data.ownership import ForeignFiles, check_replaceable
-from m3e_data.store import iter_batches, parquet_files, staged_folder
+from m3e_data.store import atomic_write_text, iter_batches, parquet_files, staged_folder
 
 FORMATS = ("uniem", "sentence-transformers", "flagembedding")
 READ_BATCH_ROWS = 50_000
@@ -112,29 +117,112 @@ def to_uniem(table: pa.Table, scored: bool) -> dict[str, pa.Table]:
     return out
 
 
-def to_sentence_transformers(table: pa.Table, n: int, scored: bool) -> dict[str, pa.Table]:
-    """`n` negatives per n-tuple row (every row with negatives has at least `n`)."""
+def st_layout(negatives: int, scored: bool) -> str:
+    """The config a row with `negatives` negatives goes to."""
+    if negatives == 0:
+        return "pair-score" if scored else "pair"
+    return "triplet" if negatives == 1 else f"n-tuple-{negatives}"
+
+
+def st_columns(layout: str, scored: bool) -> list[str]:
+    """The columns of a layout, in the order the trainer reads them (positionally; `score`/`scores` are the
+    label)."""
+    if layout in ("pair", "pair-score"):
+        return ["anchor", "positive", *(["score"] if layout == "pair-score" else [])]
+    n = 1 if layout == "triplet" else int(layout.rsplit("-", 1)[1])
+    negatives = ["negative"] if n == 1 else [f"negative_{i}" for i in range(1, n + 1)]
+    return ["anchor", "positive", *negatives, *(["scores"] if scored else [])]
+
+
+# Which sentence-transformers losses fit each layout (README.md of the export).
+ST_LOSSES = {
+    "pair": "MultipleNegativesRankingLoss (or its Cached/GIST variants): the other rows' positives are the "
+            "negatives",
+    "pair-score": "CoSENTLoss or AnglELoss (`score`, the mining encoder's similarity, is the label); "
+                  "MultipleNegativesRankingLoss ignores it",
+    "triplet": "MultipleNegativesRankingLoss: the hard negative joins the in-batch candidates",
+    "n-tuple": "MultipleNegativesRankingLoss: the hard negatives join the in-batch candidates",
+    "scores": "; with `scores` ([positive, negatives...] by the mining encoder, the label): DistillKLDivLoss",
+}
+
+
+def to_sentence_transformers(table: pa.Table, scored: bool, max_negatives: int | None = None) -> dict[str, pa.Table]:
+    """Rows grouped by layout (st_layout of their negative count, at most `max_negatives`)."""
     if scored:
         _check_scores(table)
-    with_neg, without = _with_negatives(table) if n > 0 else (table.slice(0, 0), table)
-    pair = {"anchor": without["query"], "positive": without["positive"]}
-    if scored:
-        pair["score"] = without["positive_score"]
-    out = {"pair": pa.table(pair)}
-    if n > 0:
-        columns = {"anchor": with_neg["query"], "positive": with_neg["positive"]}
-        for i in range(n):
-            columns[f"negative_{i + 1}"] = pc.list_element(with_neg["negatives"], i)
-        if scored and with_neg.num_rows:
-            negs = pc.list_flatten(pc.list_slice(with_neg["negative_scores"], 0, n)).to_numpy(zero_copy_only=False)
-            pos = with_neg["positive_score"].to_numpy()
+    counts = _counts(table).to_numpy(zero_copy_only=False)
+    if max_negatives is not None:
+        counts = np.minimum(counts, max_negatives)
+    out = {}
+    for n in np.unique(counts).tolist():
+        rows = table.filter(pa.array(counts == n))
+        layout = st_layout(n, scored)
+        names = st_columns(layout, scored)
+        columns = {"anchor": rows["query"], "positive": rows["positive"]}
+        if n == 0 and scored:
+            columns["score"] = rows["positive_score"]
+        for i, name in enumerate(names[2:2 + n]):
+            columns[name] = pc.list_element(rows["negatives"], i)
+        if n and scored:
+            negs = pc.list_flatten(pc.list_slice(rows["negative_scores"], 0, n)).to_numpy(zero_copy_only=False)
+            pos = rows["positive_score"].to_numpy()
             flat = np.column_stack([pos, negs.reshape(-1, n)]).astype(np.float32).ravel()
             offsets = np.arange(0, flat.size + 1, n + 1, dtype=np.int32)
             columns["scores"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
-        elif scored:
-            columns["scores"] = pa.array([], pa.list_(pa.float32()))
-        out["ntuple"] = pa.table(columns)
+        out[layout] = pa.table(columns)
     return out
+
+
+def st_readme(parts: dict[tuple[str, str, str], str], rows: Counter, scored: bool) -> str:
+    """README.md of a sentence-transformers export: `configs:` metadata (the Hub's convention, which
+    `load_dataset(folder, CONFIG)` reads) and what each config holds and suits.
+
+    `parts`: (source, split, layout) -> file; `rows`: file -> rows.
+    """
+    layouts = sorted({layout for _, _, layout in parts}, key=_layout_order)
+    configs: list[tuple[str, str, list[tuple[str, str, str]]]] = [  # (name, layout, parts)
+        (layout, layout, [k for k in parts if k[2] == layout]) for layout in layouts
+    ]
+    for source in sorted({k[0] for k in parts}):
+        configs += [(f"{source}-{layout}", layout, keys) for layout in layouts
+                    if (keys := [k for k in parts if k[0] == source and k[2] == layout])]
+    total = {name: sum(rows[parts[k]] for k in keys) for name, _, keys in configs}
+    default = max(layouts, key=lambda lay: total[lay]) if layouts else None
+    meta = []
+    for name, _, keys in configs:
+        splits: dict[str, list[str]] = {}
+        for key in sorted(keys):
+            splits.setdefault(key[1], []).append(parts[key])
+        meta.append({"config_name": name, "data_files": [{"split": k, "path": v} for k, v in sorted(splits.items())],
+                     **({"default": True} if name == default else {})})
+    front = yaml.safe_dump({"configs": meta, "tags": ["sentence-transformers"]}, allow_unicode=True, sort_keys=False)
+    lines = [
+        "---", front.rstrip("\n"), "---", "",
+        "# sentence-transformers export of m3e-data", "",
+        "A dataset needs the same columns on every row, so rows are grouped by how many hard negatives they "
+        "have: one config per column layout over all sources, and one per source and layout "
+        "(`<source>-<layout>`) for training with one source per batch. The trainer reads the columns in order; "
+        "`score`/`scores` is the label.", "",
+        "```python",
+        "from datasets import load_dataset",
+        f'train = load_dataset("PATH_TO_THIS_FOLDER", "{default}", split="train")',
+        "```", "",
+        "| config | columns | rows | loss |", "|---|---|---:|---|",
+    ]
+    for layout in layouts:
+        loss = ST_LOSSES["n-tuple" if layout.startswith("n-tuple") else layout]
+        if scored and layout not in ("pair", "pair-score"):
+            loss += ST_LOSSES["scores"]
+        columns = ", ".join(f"`{c}`" for c in st_columns(layout, scored))
+        lines.append(f"| `{layout}` | {columns} | {total[layout]:,} | {loss} |")
+    lines += ["", "Per source (the columns and losses of its layout):", "", "| config | rows |", "|---|---:|"]
+    lines += [f"| `{name}` | {total[name]:,} |" for name, layout, _ in configs if name != layout]
+    return "\n".join([*lines, ""])
+
+
+def _layout_order(layout: str) -> tuple[int, str]:
+    order = {"pair": 0, "pair-score": 1, "triplet": 2}
+    return (order[layout], "") if layout in order else (3, layout.rsplit("-", 1)[1].zfill(6))
 
 
 def to_flagembedding(table: pa.Table, scored: bool) -> dict[str, pa.Table]:
@@ -185,22 +273,15 @@ class _Sinks:
             fh.close()
 
 
-def _profile(parts: list[Path]) -> tuple[dict[str, int], bool]:
-    """Per split, the fewest negatives among rows that have some; and whether every row is scored."""
-    fewest: dict[str, int] = {}
-    scored, rows = True, 0
-    batches = (
-        pa.Table.from_batches([b])
-        for part in parts
-        for b in iter_batches(part, READ_BATCH_ROWS, ["split", "negatives", "positive_score"])
-    )
-    for table in batches:  # batch by batch: the negatives column of a whole part can take gigabytes
-        rows += table.num_rows
-        scored = scored and table["positive_score"].null_count == 0
-        counts = table.append_column("n", _counts(table)).filter(pc.field("n") > 0)
-        for row in counts.group_by("split").aggregate([("n", "min")]).to_pylist():
-            fewest[row["split"]] = min(fewest.get(row["split"], row["n_min"]), row["n_min"])
-    return fewest, scored and rows > 0
+def _scored(parts: list[Path]) -> bool:
+    """Whether every row of a source is scored (mined): then the formats carry the scores."""
+    rows = 0
+    for part in parts:
+        for batch in iter_batches(part, READ_BATCH_ROWS, ["positive_score"]):
+            rows += batch.num_rows
+            if batch.column(0).null_count:
+                return False
+    return rows > 0
 
 
 def built_commercial_only(data_dir: Path) -> bool:
@@ -232,12 +313,16 @@ def export(
     check = commercial_only or built_commercial_only(data_dir)
     catalog = load_catalog() if check else {}
     result = ExportResult(out)
+    st_parts: dict[tuple[str, str, str], str] = {}
+    scored_sources = {src.name: _scored(parquet_files(src)) for src in sources}
+    # A config is one column set over every source: scores go in only when every source has them.
+    st_scored = all(scored_sources.values())
     with staged_folder(out, OWNER) as tmp:
         sinks = _Sinks(tmp)
         try:
             for src in sources:
                 parts = parquet_files(src)
-                fewest, scored = _profile(parts)
+                scored = scored_sources[src.name]
                 for part in parts:
                     for batch in iter_batches(part, READ_BATCH_ROWS):
                         table = select_rows(batch, commercial_only=commercial_only)
@@ -250,19 +335,21 @@ def export(
                             if fmt == "uniem":
                                 tables = to_uniem(rows, scored)
                             elif fmt == "sentence-transformers":
-                                n = fewest.get(split, 0)
-                                n = n if max_negatives is None else min(n, max_negatives)
-                                result.negatives_dropped += int(
-                                    pc.sum(pc.max_element_wise(pc.subtract(_counts(rows), n), 0)).as_py() or 0
-                                )
-                                tables = to_sentence_transformers(rows, n, scored)
+                                if max_negatives is not None:
+                                    result.negatives_dropped += int(pc.sum(pc.max_element_wise(
+                                        pc.subtract(_counts(rows), max_negatives), 0)).as_py() or 0)
+                                tables = to_sentence_transformers(rows, st_scored, max_negatives)
                             else:
                                 tables = to_flagembedding(rows, scored)
                             for kind, table in tables.items():
                                 rel = _path(fmt, src.name, split, kind)
                                 sinks.write(rel, table)
                                 result.files[rel] += table.num_rows
+                                if table.num_rows:
+                                    st_parts[(src.name, split, kind)] = rel
         finally:
             sinks.close()
+        if fmt == "sentence-transformers":
+            atomic_write_text(tmp / "README.md", st_readme(st_parts, result.files, st_scored))
     result.files = Counter({k: v for k, v in result.files.items() if v})
     return result

@@ -38,6 +38,7 @@ _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.pa
 # What huggingface_hub's resumable large-folder upload keeps inside the folder it uploads (never uploaded).
 HUB_UPLOAD_CACHE = ".cache/huggingface"
 OWNER = "push"  # the marker name of a staged folder (m3e_data.ownership)
+LOCAL_NOTE = " (a local model folder)"
 
 
 class StageError(ValueError):
@@ -82,10 +83,10 @@ def is_local_model(model: object, revision: object) -> bool:
 
 def public_model_name(model: str, revision: object) -> str:
     """A model as a reader of the release may see it: a Hub id as is, a local folder by its name only."""
-    if not is_local_model(model, revision):
-        return model
+    if not is_local_model(model, revision) or model.endswith(LOCAL_NOTE):
+        return model  # a name made public already (a staged shard's record) is not named again
     name = model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or "model"
-    return f"{name} (a local model folder)"
+    return f"{name}{LOCAL_NOTE}"
 
 
 def public_mining_record(raw: bytes) -> bytes:

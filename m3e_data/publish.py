@@ -128,8 +128,13 @@ def prepare(
     commercial_only: bool = False,
     shard_bytes: int = SHARD_BYTES,
     catalog: dict[str, Source] | None = None,
+    dry_run: bool = False,
 ) -> Prepared:
-    """Stage `data_dir` into `dest` and write the card; reuse `dest` if an earlier run staged the same inputs."""
+    """Stage `data_dir` into `dest` and write the card; reuse `dest` if an earlier run staged the same inputs.
+
+    `dry_run`: `dest` is the folder a user asked a dry run to stage into; its marker says so, so that a real
+    push never stages there (see push).
+    """
     catalog = catalog if catalog is not None else load_catalog()
     key = input_key(data_dir, commercial_only=commercial_only, shard_bytes=shard_bytes)
     # The key lives in the staging's own marker, inside the folder (never beside it); upload() skips it.
@@ -152,13 +157,51 @@ def prepare(
         commercial_only=commercial_only,
     )
     card_path = write_card(card, dest)
-    ownership.mark(dest, OWNER, trees=[HUB_UPLOAD_CACHE], key=key)
+    ownership.mark(dest, OWNER, trees=[HUB_UPLOAD_CACHE], key=key, dry_run=dry_run)
     return Prepared(staged, card_path, reused)
 
 
 def default_stage_dir(data_dir: Path, repo_id: str, commercial_only: bool) -> Path:
     name = repo_id.replace("/", "--") + ("-commercial" if commercial_only else "")
     return data_dir.parent / "hub" / name
+
+
+def dry_run_folder_around(folder: Path) -> Path | None:
+    """The dry-run staging `folder` is, or lies inside, if any.
+
+    A dry run's folder is the user's copy to read (`load_dataset(folder, CONFIG)`): a real push staging in
+    it would write the upload cache into it, re-stage it under another key, or (a folder inside it) add
+    shards that `load_dataset` then reads as part of the dry run's configs.
+    """
+    folder = folder.absolute()
+    for candidate in (folder, *folder.parents):
+        marker = ownership.read_marker(candidate) if candidate.is_dir() else None
+        if marker is not None and marker.get("command") == OWNER and marker.get("dry_run"):
+            return candidate
+    return None
+
+
+def real_stage_dir(data_dir: Path, repo_id: str, commercial_only: bool, stage_dir: Path | None) -> Path:
+    """Where a real push stages: `stage_dir`, or OUT/hub/OWNER--NAME, or, when that is inside a dry run's
+    folder (a dry run into OUT/hub), OUT/hub-upload/OWNER--NAME. Never inside a dry run's folder."""
+    if stage_dir is not None:
+        taken = dry_run_folder_around(stage_dir)
+        if taken is not None:
+            raise PublishError(
+                f"--stage-dir {stage_dir}: {'is' if taken == stage_dir.absolute() else 'lies inside'} the dry-run "
+                f"staging {taken}, which a real push never stages into (it stays as the dry run left it): "
+                "choose another --stage-dir, or leave it out"
+            )
+        return stage_dir
+    dest = default_stage_dir(data_dir, repo_id, commercial_only)
+    if dry_run_folder_around(dest) is None:
+        return dest
+    fallback = data_dir.parent / "hub-upload" / dest.name
+    taken = dry_run_folder_around(fallback)
+    if taken is not None:
+        raise PublishError(f"{dest} and {fallback} lie inside the dry-run staging {taken}, which a real push "
+                           "never stages into: choose a --stage-dir outside it")
+    return fallback
 
 
 def upload(folder: Path, repo_id: str, *, private: bool = False, api: HfApi | None = None) -> str:
@@ -207,12 +250,13 @@ def push(
 
     Returns what was staged and the repo URL (None for a dry run). A commercial-only push whose staged
     folder fails the check raises CommercialRefusal before anything is sent. `stage_dir` overrides where
-    a real push stages (default OUT/hub/<owner>--<name>/).
+    a real push stages (default OUT/hub/<owner>--<name>/); a real push never stages inside a dry run's folder.
     """
     if "/" not in repo_id:
         raise PublishError(f"--repo-id {repo_id!r}: expected OWNER/NAME")
-    dest = dry_run or stage_dir or default_stage_dir(data_dir, repo_id, commercial_only)
-    prepared = prepare(data_dir, dest, repo_id=repo_id, commercial_only=commercial_only, shard_bytes=shard_bytes)
+    dest = dry_run or real_stage_dir(data_dir, repo_id, commercial_only, stage_dir)
+    prepared = prepare(data_dir, dest, repo_id=repo_id, commercial_only=commercial_only, shard_bytes=shard_bytes,
+                       dry_run=dry_run is not None)
     if commercial_only:
         problems = commercial_problems(dest)
         if problems:

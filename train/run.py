@@ -278,6 +278,7 @@ def train(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             base_model=config.model, data_origin=data.origin, stage=data.stage, sources=source_rows,
             hyperparameters=hyper, before=before, after=after,
             final_loss=curve[-1]["loss"] if curve else None, steps=result.global_step,
+            mean_loss=result.training_loss, final_loss_step=curve[-1]["step"] if curve else None,
         )
         save_model_folder(
             model, out,
