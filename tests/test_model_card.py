@@ -64,7 +64,7 @@ def test_an_evaluation_table_with_no_rows_says_why(tmp_path: Path):
     evaluation = text.split("## Evaluation", 1)[1]
     assert "| set |" not in evaluation
     assert "No evaluation was run: every source was too small to hold rows out (`--heldout-rows`)" in evaluation
-    scored = card(tmp_path, "moka-ai/m3e-small", after={"alpha": {"ndcg@10": 0.5, "mrr@10": 0.4}},
+    scored = card(tmp_path, "moka-ai/m3e-small", after={"alpha": {"ndcg_at_10": 0.5, "mrr_at_10": 0.4}},
                   sources=[{**SOURCE, "heldout": 10}])
     assert "| alpha | – | 0.5000 | – | 0.4000 |" in scored and "No evaluation" not in scored
 
