@@ -120,7 +120,9 @@ def _parse_recipe_options(values: tuple[str, ...], building: set[str]) -> dict[s
             raise click.BadParameter(f"{value!r}: expected SOURCE.KEY=VALUE", param_hint="--option")
         # A misspelt or unselected source would otherwise be ignored and the build run with the defaults.
         if name not in recipe_names():
-            raise click.BadParameter(f"{value!r}: no recipe named {name!r}", param_hint="--option")
+            close = difflib.get_close_matches(name, recipe_names(), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise click.BadParameter(f"{value!r}: no recipe named {name!r}{hint}", param_hint="--option")
         if name not in building:
             raise click.BadParameter(f"{value!r}: {name} is not being built (see --recipe/--only and "
                                      "--commercial-only)", param_hint="--option")
