@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from importlib.metadata import entry_points
@@ -17,6 +18,7 @@ from m3e_data.console import error_line, messages, tables
 from m3e_data.failures import explain
 from m3e_data.hq_cli import hold_for_command, hq_command, hq_options, report_command, run_hq_command
 from m3e_data.mine_cli import mine_command
+from m3e_data.preflight import check_hub, local_folder
 from m3e_data.publish_cli import export_command, push_command
 from m3e_data.recipe import recipe_names
 
@@ -90,16 +92,40 @@ def list_sources(as_json: bool) -> None:
     tables().print(table)
 
 
-def _parse_recipe_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
+def _choose(recipe_arg: str, commercial_only: bool) -> list:
+    """The sources --recipe/--only names; an empty value or an unknown name stops with the closest names."""
+    if recipe_arg.strip() != "all":
+        names = [n.strip() for n in recipe_arg.split(",") if n.strip()]
+        if not names:
+            raise click.BadParameter(f"{recipe_arg!r} names no source: give 'all' or source names "
+                                     "(`m3e-data list` shows them)", param_hint="--recipe")
+        known = list(load_catalog())
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+                hint = f"did you mean {' or '.join(close)}?" if close else "`m3e-data list` shows the catalog"
+                raise click.BadParameter(f"unknown source {name!r}: {hint}", param_hint="--recipe")
+    try:
+        return select_sources(recipe_arg, commercial_only)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--recipe") from None
+
+
+def _parse_recipe_options(values: tuple[str, ...], building: set[str]) -> dict[str, dict[str, str]]:
     parsed: dict[str, dict[str, str]] = {}
     for value in values:
         name, sep, rest = value.partition(".")
         key, eq, text = rest.partition("=")
         if not sep or not eq or not name or not key:
             raise click.BadParameter(f"{value!r}: expected SOURCE.KEY=VALUE", param_hint="--option")
-        # A misspelt source would otherwise be ignored and the build would run with the defaults.
+        # A misspelt or unselected source would otherwise be ignored and the build run with the defaults.
         if name not in recipe_names():
-            raise click.BadParameter(f"{value!r}: no recipe named {name!r}", param_hint="--option")
+            close = difflib.get_close_matches(name, recipe_names(), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise click.BadParameter(f"{value!r}: no recipe named {name!r}{hint}", param_hint="--option")
+        if name not in building:
+            raise click.BadParameter(f"{value!r}: {name} is not being built (see --recipe/--only and "
+                                     "--commercial-only)", param_hint="--option")
         parsed.setdefault(name, {})[key] = text
     return parsed
 
@@ -122,8 +148,9 @@ def _summary(results: list[SourceResult]) -> Table:
 
 
 @main.command("build")
-@click.option("--recipe", "recipe_arg", default="all", show_default=True,
-              help="'all' or a comma-separated list of sources.")
+@click.option("--recipe", "--only", "recipe_arg", default="all", show_default=True, metavar="NAMES",
+              help="Which sources: 'all' or a comma-separated list of names (`m3e-data list`). --only is the "
+                   "same option, spelt as mine and train spell it.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--sources", default="hub", show_default=True,
               help="'hub' (download from the Hugging Face Hub), 'demo' (bundled demo data), or a folder "
@@ -141,18 +168,21 @@ def build_command(
     recipe_option: tuple[str, ...], no_hq: bool, allow_empty: bool, config_path: Path | None,
     decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int, verify: bool,
 ) -> None:
-    """Normalize sources into OUT/m3e/<source>/ in the unified schema."""
-    try:
-        chosen = select_sources(recipe_arg, commercial_only)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--recipe") from None
+    """Normalize sources into OUT/m3e/<source>/ in the unified schema, then run m3e-hq (quality filter,
+    dedup, decontamination) into OUT/m3e-hq and OUT/rejects unless --no-hq."""
+    chosen = _choose(recipe_arg, commercial_only)
+    recipe_options = _parse_recipe_options(recipe_option, {s.name for s in chosen})
+    if sources == "hub" and any(s.access.kind == "hub" and s.available for s in chosen):
+        check_hub("build")
+    elif sources not in ("hub", "demo"):
+        local_folder(sources, "--sources")
     hold_for_command(out)  # one run per output folder, normalize and hq together
     options = BuildOptions(
         out=out,
         sources=sources,
         splits=[s.strip() for s in splits.split(",")] if splits else None,
         commercial_only=commercial_only,
-        recipe_options=_parse_recipe_options(recipe_option),
+        recipe_options=recipe_options,
         verify=verify,
     )
     with Progress(

@@ -16,6 +16,7 @@ from m3e_data.lock import FolderBusy, acquire, release
 from m3e_data.ownership import ForeignFiles
 from m3e_data.quality import ThresholdError
 from m3e_data.report import ReportError, hq_section, summary_table, write_report
+from m3e_data.vocabulary import in_folder
 
 
 def hq_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,7 +78,7 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
 
 
 @click.command("hq")
-@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@in_folder("out", "OUT", "The build folder OUT (holding OUT/m3e)")
 @hq_options
 def hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
                workers: int, verify: bool) -> None:
@@ -91,7 +92,7 @@ def hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, .
 
 
 @click.command("report")
-@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@in_folder("out", "OUT", "The build folder OUT (after m3e-hq)")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the HTML report (default OUT/report.html).")
 def report_command(out: Path, html_path: Path | None) -> None:

@@ -21,6 +21,8 @@ from rich.table import Table
 from m3e_data.console import messages, tables
 from m3e_data.mine import FAILED, MineOptions, ModelLoadError, SourceResult, default_cache_dir, mine
 from m3e_data.mining import MiningParams, parse_range
+from m3e_data.preflight import local_folder, local_or_hub, require_extra
+from m3e_data.vocabulary import names, old_spelling
 
 
 def _summary(results: list[SourceResult]) -> Table:
@@ -44,6 +46,7 @@ def _summary(results: list[SourceResult]) -> Table:
 
 
 @click.command("mine")
+@old_spelling("--sources", "--only", "only")
 @click.option("--in", "input_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Input folder: OUT/m3e-hq (one sub-folder per source).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
@@ -52,7 +55,8 @@ def _summary(results: list[SourceResult]) -> Table:
               help="Hub id or local folder (transformers or sentence-transformers layout).")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of --model.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, … (default: every visible GPU, else cpu).")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Texts per encoding batch.")
 @click.option("--max-length", default=512, show_default=True, type=click.IntRange(min=2),
               help="Tokens per text (capped at the model's limit).")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -70,15 +74,18 @@ def _summary(results: list[SourceResult]) -> Table:
               help="Negatives per row, native ones included.")
 @click.option("--sampling", type=click.Choice(["top", "random"]), default="top", show_default=True,
               help="Take the hardest candidates, or a seeded random sample of the window.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sources", default=None, help="Comma-separated sources to mine (default: every source in --in).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sampling random.")
+@click.option("--only", default=None, metavar="NAMES",
+              help="Comma-separated sources to mine (default: every source in --in).")
 def mine_command(
     input_dir: Path, out: Path, model: str, revision: str | None, device: str | None, batch_size: int,
     max_length: int, cache_dir: Path | None, no_cache: bool, chunk_size: int | None, rank_range: str,
     relative_margin: float, max_score: float | None, num_negatives: int, sampling: str, seed: int,
-    sources: str | None,
+    only: str | None,
 ) -> None:
     """Add hard negatives and cosine scores to m3e-hq, per source (-> m3e-hq-with-score)."""
+    require_extra("mine", "mine")
+    input_dir = local_folder(input_dir, "--in")
     try:
         lo, hi = parse_range(rank_range)
         params = MiningParams(num_negatives=num_negatives, range_min=lo, range_max=hi,
@@ -86,10 +93,11 @@ def mine_command(
                               max_score=max_score, sampling=sampling, seed=seed)  # type: ignore[arg-type]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    local_or_hub(model, "--model", "mine")
     options = MineOptions(
         input=input_dir, out=out, model=model, revision=revision, device=device, batch_size=batch_size,
         max_length=max_length, cache_dir=None if no_cache else (cache_dir or default_cache_dir(input_dir, out)),
-        chunk_size=chunk_size, sources=[s.strip() for s in sources.split(",")] if sources else None,
+        chunk_size=chunk_size, sources=names(only) or None,
         params=params,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

@@ -10,7 +10,9 @@ from rich.table import Table
 from m3e_data.console import messages, tables
 from m3e_data.export import FORMATS, ExportError, export
 from m3e_data.hub_stage import StageError
+from m3e_data.preflight import check_push
 from m3e_data.publish import CommercialRefusal, PublishError, push
+from m3e_data.vocabulary import in_folder
 
 
 def _warn_research_only(data_dir: Path) -> None:
@@ -28,7 +30,7 @@ def _warn_research_only(data_dir: Path) -> None:
 
 
 @click.command("push")
-@click.argument("data_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@in_folder("data_dir", "DATA_DIR", "The folder to publish: OUT/m3e-hq or OUT/m3e-hq-with-score")
 @click.option("--repo-id", required=True, help="The dataset repository, OWNER/NAME (e.g. me/m3e-hq).")
 @click.option("--commercial-only", is_flag=True,
               help="Publish only rows whose licence permits commercial use; refuse if anything says otherwise.")
@@ -44,11 +46,13 @@ def push_command(
     data_dir: Path, repo_id: str, commercial_only: bool, private: bool, dry_run: Path | None,
     stage_dir: Path | None, shard_size_mb: int,
 ) -> None:
-    """Publish DATA_DIR (OUT/m3e-hq or OUT/m3e-hq-with-score) to the Hugging Face Hub.
+    """Publish --in DIR (OUT/m3e-hq or OUT/m3e-hq-with-score) to the Hugging Face Hub.
 
     One config per source plus `all` (the default), and a dataset card with licences, row counts, drop
     counts and citations. The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks a mirror.
     """
+    if dry_run is None:  # before anything is staged: a staging the Hub would refuse is wasted time
+        check_push(repo_id)
     if not (commercial_only or private):
         _warn_research_only(data_dir)
     try:
@@ -77,7 +81,7 @@ def push_command(
 
 
 @click.command("export")
-@click.argument("data_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@in_folder("data_dir", "DATA_DIR", "The folder to export: OUT/m3e-hq or OUT/m3e-hq-with-score")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="The tool to export for.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Output folder: new, empty or an earlier export (replaced when the export finishes).")
@@ -85,9 +89,9 @@ def push_command(
               help="sentence-transformers: at most this many negatives per row (rows are grouped by their count).")
 @click.option("--commercial-only", is_flag=True,
               help="Export only rows whose licence permits commercial use; refuse if any row says otherwise. "
-                   "Implied when DATA_DIR's build was commercial-only.")
+                   "Implied when the input's build was commercial-only.")
 def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | None, commercial_only: bool) -> None:
-    """Write DATA_DIR in the column names and layout of uniem, sentence-transformers or FlagEmbedding."""
+    """Write --in DIR in the column names and layout of uniem, sentence-transformers or FlagEmbedding."""
     try:
         result = export(data_dir, fmt, out, max_negatives=max_negatives, commercial_only=commercial_only)
     except (ExportError, StageError) as exc:

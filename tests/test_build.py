@@ -171,12 +171,12 @@ def test_splits_option_reads_only_the_named_splits(tmp_path):
 def test_unknown_source_and_malformed_option_are_usage_errors(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(main, ["build", "--recipe", "nosuch", "--sources", "demo", "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "unknown source(s): nosuch" in bad.output
+    assert bad.exit_code == 2 and "unknown source 'nosuch'" in bad.output
     opt = runner.invoke(main, ["build", "--recipe", "cmrc2018", "--sources", "demo", "--out", str(tmp_path), "--option", "x"])
     assert opt.exit_code == 2 and "SOURCE.KEY=VALUE" in opt.output
     typo = runner.invoke(main, ["build", "--recipe", "all", "--sources", "demo", "--out", str(tmp_path),
                                 "--option", "webtxt2019zh.best_answer_only=true"])
-    assert typo.exit_code == 2 and "no recipe named 'webtxt2019zh'" in typo.output
+    assert typo.exit_code == 2 and "no recipe named 'webtxt2019zh' (did you mean webtext2019zh?)" in typo.output
     assert not (tmp_path / "m3e").exists()  # nothing was built with the defaults
 
 

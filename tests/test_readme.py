@@ -48,3 +48,21 @@ def test_the_walk_through_names_a_model_folder_that_exists_and_commands_that_par
         with main.make_context("m3e-data", argv[1:], resilient_parsing=False) as ctx:
             sub = main.get_command(ctx, argv[1])
             sub.make_context(argv[1], argv[2:], parent=ctx)  # raises on an unknown option or a missing one
+
+
+def test_ci_installs_with_the_readmes_own_cpu_install_lines():
+    """CI runs the README's install steps, so they are the ones proven to work: the development line of
+    the Install section, command by command, is what .ci/run installs."""
+    import re
+    import shlex
+
+    text = README.read_text(encoding="utf-8")
+    block = text.split("## Install", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = block.strip().splitlines()
+    dev = lines[lines.index(next(x for x in lines if x.startswith("# development"))) + 1]
+    readme = [shlex.split(step) for step in dev.split("&&")]
+    ci = [shlex.split(line) for line in (README.parent / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+          if re.match(r"\s*python -m pip install", line)]
+    assert [[w for w in c[2:] if w != "-q"] for c in ci] == readme
+    cpu = lines[lines.index(next(x for x in lines if x.startswith("# mine + train on CPU"))) + 1]
+    assert cpu.split("&&")[0] == dev.split("&&")[0]  # the same pinned CPU wheel as CI proves

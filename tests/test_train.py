@@ -350,7 +350,7 @@ def test_cli_help_lists_the_options():
 
     result = CliRunner().invoke(main, ["train", "--help"])
     assert result.exit_code == 0
-    for option in ("--data", "--mini-batch-size", "--loss", "--temperature", "--sources", "--commercial-only",
+    for option in ("--in", "--mini-batch-size", "--loss", "--temperature", "--only", "--commercial-only",
                    "--max-rows-per-source", "--eval", "--resume", "--pooling", "--prompt"):
         assert option in result.output
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import click
 
+from m3e_data.preflight import local_or_hub, require_extra
+from m3e_data.vocabulary import names, old_spelling
+
 
 def one_gpu(device: str | None, environ: dict[str, str]) -> tuple[str | None, str | None]:
     """--device cuda:N for a single-process run, as (device, CUDA_VISIBLE_DEVICES to set or None).
@@ -48,16 +51,19 @@ def _prompts(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("train")
-@click.option("--data", required=True, metavar="PATH_OR_HUB_ID",
-              help="A build folder (m3e-hq-with-score/ is preferred over m3e-hq/), a stage folder, or a Hub dataset id.")
+@old_spelling("--data", "--in", "data")
+@old_spelling("--sources", "--only", "only")
+@click.option("--in", "data", default=None, metavar="DIR_OR_HUB_ID",
+              help="A build folder (m3e-hq-with-score/ is preferred over m3e-hq/), a stage folder, or a Hub dataset "
+                   "id (required).")
 @click.option("--model", "base", required=True, metavar="BASE", help="Base model: Hub id or local folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The model folder to write.")
-@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="Passes over the training rows.")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimiser steps (overrides --epochs).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Contrastive batch per device.")
 @click.option("--mini-batch-size", type=int, default=None,
               help="GradCache: encode the batch in chunks of N, so the batch is not bounded by activation memory.")
-@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--lr", type=float, default=2e-5, show_default=True, help="Peak learning rate (AdamW, linear decay).")
 @click.option("--warmup", type=float, default=0.1, show_default=True,
               help="Warm-up: a fraction of the steps when < 1, a number of steps otherwise.")
 @click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per text.")
@@ -71,7 +77,7 @@ def _prompts(values: tuple[str, ...]) -> dict[str, str]:
               help="Default: the base model's own pooling; mean (M3E) for a plain transformers model.")
 @click.option("--prompt", "prompt", multiple=True, metavar="TASK=TEXT",
               help="Instruction prefix for the queries of sources of TASK, e.g. qa=为这个问题检索答案： (repeatable).")
-@click.option("--sources", default=None, help="Comma-separated sources to train on (default: all).")
+@click.option("--only", default=None, metavar="NAMES", help="Comma-separated sources to train on (default: all).")
 @click.option("--commercial-only", is_flag=True, help="Only rows whose licence permits commercial use.")
 @click.option("--max-rows-per-source", type=int, default=None, help="Cap each source at N training rows.")
 @click.option("--heldout-rows", type=int, default=200, show_default=True,
@@ -81,21 +87,23 @@ def _prompts(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--eval-task", "eval_tasks", multiple=True,
               type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="A C-MTEB / MTEB task folder, as `m3e-data eval --task` reads it; repeatable.")
-@click.option("--eval-max-queries", type=int, default=1000, show_default=True)
+@click.option("--eval-max-queries", type=int, default=1000, show_default=True,
+              help="Queries per evaluation set at most (a seeded sample).")
 @click.option("--eval-corpus-size", type=int, default=100_000, show_default=True,
               help="Relevant passages plus a random sample up to N (T2Ranking's collection has 2.3M).")
 @click.option("--sampling-temperature", type=float, default=1.0, show_default=True,
               help="Source sampling: p ∝ size^(1/T); 1 is proportional to size (M3E), larger is flatter.")
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Seed of the held-out split, the batch order and the initialisation of new layers.")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True, help="Save a checkpoint every N steps.")
 @click.option("--log-every", type=int, default=10, show_default=True, help="Log the loss every N steps.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep OUT/checkpoints after a finished run.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the best available).")
 def train(
-    data: str, base: str, out: Path, epochs: float, max_steps: int | None, batch_size: int,
+    data: str | None, base: str, out: Path, epochs: float, max_steps: int | None, batch_size: int,
     mini_batch_size: int | None, lr: float, warmup: float, max_length: int, temperature: float, loss: str,
-    num_negatives: int, pooling: str | None, prompt: tuple[str, ...], sources: str | None, commercial_only: bool,
+    num_negatives: int, pooling: str | None, prompt: tuple[str, ...], only: str | None, commercial_only: bool,
     max_rows_per_source: int | None, heldout_rows: int, eval_dirs: tuple[Path, ...],
     eval_tasks: tuple[Path, ...], eval_max_queries: int,
     eval_corpus_size: int, sampling_temperature: float, seed: int, checkpoint_every: int, log_every: int,
@@ -105,6 +113,11 @@ def train(
 
     Runs under torchrun / accelerate launch as well; negatives are then gathered across devices.
     """
+    if data is None:
+        raise click.UsageError("Missing option '--in': the build folder or Hub dataset to train on")
+    require_extra("train", "train")
+    local_or_hub(data, "--in", "train")
+    local_or_hub(base, "--model", "train")
     device, visible = one_gpu(device, dict(os.environ))
     if visible is not None:  # before anything starts CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = visible
@@ -120,9 +133,10 @@ def train(
         data=data, model=base, out=out, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
         mini_batch_size=mini_batch_size, lr=lr, warmup=warmup, max_length=max_length, temperature=temperature,
         loss=loss, num_negatives=num_negatives, pooling=pooling, prompts=_prompts(prompt),
-        sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
+        sources=names(only) or None,
         commercial_only=commercial_only, max_rows_per_source=max_rows_per_source, heldout_rows=heldout_rows,
-        eval_dirs=list(eval_dirs), eval_tasks=list(eval_tasks), eval_max_queries=eval_max_queries, eval_corpus_size=eval_corpus_size,
+        eval_dirs=list(eval_dirs), eval_tasks=list(eval_tasks), eval_max_queries=eval_max_queries,
+        eval_corpus_size=eval_corpus_size,
         sampling_temperature=sampling_temperature, seed=seed, checkpoint_every=checkpoint_every,
         log_every=log_every, resume=resume, keep_checkpoints=keep_checkpoints, device=device,
     )
