@@ -132,22 +132,20 @@ def train(
 
 def _print_summary(summary: dict, out: Path) -> None:
     """Retrieval before and after training per evaluation set, then where the model went."""
-    from rich.table import Table
-
-    from m3e_data.console import messages, tables
+    from m3e_data.console import Col, fit_table, messages, table_width, tables
 
     before, after = summary["before"], summary["after"]
     if after:
-        table = Table(title="retrieval on the held-out sets")
-        table.add_column("eval set")
+        cols = [Col("eval set", fold=False)]
         for metric in ("nDCG@10", "MRR@10"):
-            table.add_column(f"{metric} before", justify="right")
-            table.add_column(f"{metric} after", justify="right")
+            cols += [Col(f"{metric} before", drop=1, number=True), Col(f"{metric} after", number=True)]
+        rows = []
         for name in [n for n in after if n != "mean"] + (["mean"] if "mean" in after else []):
-            cells = []
+            cells = [name]
             for metric in ("ndcg@10", "mrr@10"):
                 cells += [f"{before.get(name, {}).get(metric, float('nan')):.4f}", f"{after[name][metric]:.4f}"]
-            table.add_row(name, *cells)
+            rows.append(cells)
+        table = fit_table(cols, rows, table_width(), title="retrieval on the held-out sets")
         tables().print(table)
     else:
         messages.print("no evaluation: every source was too small to hold rows out (--heldout-rows), and no --eval")
