@@ -128,7 +128,8 @@ def _print_entry(entry: dict) -> None:
     width = min(table_width(), 100)
 
     def para(label: str, text: str) -> None:
-        click.echo(textwrap.fill(text, width, initial_indent=f"{label}: ", subsequent_indent="  ",
+        indent = " " * (len(label) - len(label.lstrip()) + 2)
+        click.echo(textwrap.fill(text, width, initial_indent=f"{label}: ", subsequent_indent=indent,
                                  break_on_hyphens=False, break_long_words=False))
 
     lic = entry["license"]
@@ -179,7 +180,7 @@ def list_sources(name: str | None, as_json: bool, commercial_only: bool, wide: b
             Col("license", drop=1, min_width=10), Col("commercial", fold=False), Col("access", drop=2, fold=False),
             Col("available", fold=False), Col("recipe", drop=3, fold=False), Col("s2s", drop=6, fold=False)]
     if wide:
-        cols.append(Col("reason", min_width=24))
+        cols.append(Col("reason", min_width=18))
     cells = [
         [r["name"], r["domain"], r["task"], f"{r['card_rows']:,}", r["license"], yes[r["commercial"]], r["access"],
          r["fetch"], yes[r["recipe"]], yes[r["homogeneous"]]] + ([r["reason"]] if wide else [])

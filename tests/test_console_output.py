@@ -213,3 +213,37 @@ def test_ctrl_c_during_hq_says_which_statistics_are_cached(tmp_path, monkeypatch
 def test_the_width_rule_terminal_columns_or_full_width(columns):
     result = _invoke(["list", "--wide"], {"COLUMNS": columns})
     _fits(result.stdout, int(columns))
+
+
+def test_ctrl_c_during_mine_then_the_rerun_table_at_80_columns(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import m3e_data.mine as mine_module
+    from tests.test_encoder import make_tiny_bert
+    from tests.test_mine_driver import PAIRS, write_source
+
+    for name, (homogeneous, rows) in PAIRS.items():
+        write_source(tmp_path / "m3e-hq", name, homogeneous, rows)
+    texts = [t for _, rows in PAIRS.values() for r in rows for t in (r[0], r[1], *r[2])]
+    model = make_tiny_bert(tmp_path / "tiny", texts)
+    real = mine_module.mine_table
+
+    def interrupted_on_sim(table, *args, **kwargs):
+        if table.column("source")[0].as_py() == "sim":
+            raise KeyboardInterrupt
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(mine_module, "mine_table", interrupted_on_sim)
+    args = ["mine", "--in", str(tmp_path / "m3e-hq"), "--out", str(tmp_path / "scored"), "--model", str(model),
+            "--device", "cpu", "--num-negatives", "2"]
+    result = _invoke(args, LOG)
+    assert result.exit_code == 130, result.output
+    assert "interrupted (Ctrl-C) while sim was running" in result.stderr
+    assert "mine finished before that: qa." in result.stderr
+
+    monkeypatch.setattr(mine_module, "mine_table", real)
+    again = _invoke(args, AT_80)
+    assert again.exit_code == 0, again.output
+    _fits(again.stdout)
+    qa, sim = _row(again.stdout, "qa"), _row(again.stdout, "sim")
+    assert qa[1] == "unchanged" and sim[1] == "mined"
+    assert qa[2] == f"{len(PAIRS['qa'][1]):,}" and sim[2] == f"{len(PAIRS['sim'][1]):,}"
