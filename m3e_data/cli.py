@@ -36,6 +36,11 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:  # build, hq and mine say more (console.resumable); the rest stop cleanly
+            error_line(f"interrupted (Ctrl-C); {ctx.invoked_subcommand} did not finish")
+            if ctx.params.get("debug"):
+                raise
+            ctx.exit(130)
         except Exception as exc:
             line = explain(exc, ctx.invoked_subcommand)
             if line is None:

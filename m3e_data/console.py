@@ -90,7 +90,7 @@ def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int, *,
         excess -= 1
     left_out = [cols[i].header for i in range(len(cols)) if i not in keep]
     if left_out:
-        note = f"left out at {width} columns: {', '.join(left_out)}"
+        note = f"left out at {width} columns: {', '.join(left_out)} (a wider terminal shows them)"
         caption = f"{caption}\n{note}" if caption else note
     table = Table(title=title, caption=caption, caption_justify="left")
     for i in keep:

@@ -247,3 +247,15 @@ def test_ctrl_c_during_mine_then_the_rerun_table_at_80_columns(tmp_path, monkeyp
     qa, sim = _row(again.stdout, "qa"), _row(again.stdout, "sim")
     assert qa[1] == "unchanged" and sim[1] == "mined"
     assert qa[2] == f"{len(PAIRS['qa'][1]):,}" and sim[2] == f"{len(PAIRS['sim'][1]):,}"
+
+
+def test_ctrl_c_in_any_other_command_exits_130_in_one_line(tmp_path, monkeypatch):
+    import m3e_data.publish_cli as publish_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publish_cli, "export", interrupted)
+    result = _invoke(["export", str(tmp_path), "--format", "uniem", "--out", str(tmp_path / "x")], LOG)
+    assert result.exit_code == 130 and isinstance(result.exception, SystemExit)
+    assert result.stderr == "error: interrupted (Ctrl-C); export did not finish\n"
