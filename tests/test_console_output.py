@@ -259,3 +259,17 @@ def test_ctrl_c_in_any_other_command_exits_130_in_one_line(tmp_path, monkeypatch
     result = _invoke(["export", str(tmp_path), "--format", "uniem", "--out", str(tmp_path / "x")], LOG)
     assert result.exit_code == 130 and isinstance(result.exception, SystemExit)
     assert result.stderr == "error: interrupted (Ctrl-C); export did not finish\n"
+
+
+def test_table_width_terminal_then_columns_then_log(monkeypatch):
+    import sys
+
+    from m3e_data.console import LOG_WIDTH, table_width
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert table_width() == 80  # a terminal: its width (rich reads COLUMNS first)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert table_width() == 80  # a pipe with COLUMNS set: the user asked for that width
+    monkeypatch.delenv("COLUMNS")
+    assert table_width() == LOG_WIDTH  # a log: whole rows
