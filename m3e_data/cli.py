@@ -251,7 +251,7 @@ def _where_and_next(out: Path, hq: bool) -> None:
     def q(path: Path) -> str:
         return shlex.quote(str(path))
 
-    lines = ["outputs:", f"  {q(out / 'm3e')}/<source>/  unified rows, one folder per source"]
+    lines = ["", "outputs:", f"  {q(out / 'm3e')}/<source>/  unified rows, one folder per source"]
     if hq:
         lines += [f"  {q(out / 'm3e-hq')}/<source>/  after quality filter, dedup and decontamination",
                   f"  {q(out / 'rejects')}/<stage>/<source>/  every dropped row with its reason"]
@@ -309,7 +309,7 @@ def build_command(
               "the interrupted one starts over.")
     with resumable("build", resume) as track, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(), console=messages, transient=True,
+        TimeElapsedColumn(), console=messages, transient=True, disable=not messages.is_terminal,
     ) as progress:
         tasks: dict[str, int] = {}
 

@@ -82,7 +82,7 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
               f"{out / '.cache' / 'hq'} and reused; the decisions after them take seconds.")
     with resumable("m3e-hq", resume) as track, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(), console=messages, transient=True,
+        TimeElapsedColumn(), console=messages, transient=True, disable=not messages.is_terminal,
     ) as progress:
         task = progress.add_task("m3e-hq", total=None)
 

@@ -111,7 +111,7 @@ def mine_command(
               "embeddings already computed are reused from the cache (unless --no-cache).")
     with resumable("mine", resume) as track, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-        TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=messages, transient=True,
+        TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=messages, transient=True, disable=not messages.is_terminal,
     ) as progress:
         tasks: dict[str, int] = {}
 
