@@ -143,12 +143,13 @@ def test_demo_build_at_80_columns_shows_whole_numbers_and_ends_with_where_and_ne
     commands = [line.split("#")[0].strip() for line in err.splitlines() if line.startswith("  m3e-data ")]
     assert [shlex.split(c)[1] for c in commands] == ["report", "mine", "push", "export", "train"]
     assert "m3e-data mine --in out/m3e-hq --out out/m3e-hq-with-score" in commands[1]
-    # The printed commands run as printed (the two that need no model).
-    for command in (commands[0], commands[3]):
+    # The printed commands run as printed (those that need no model), and their tables fit too.
+    for command in (commands[0], commands[2], commands[3]):
         ran = CliRunner().invoke(main, shlex.split(command)[1:], env=AT_80)
         assert ran.exit_code == 0, ran.output
         _fits(ran.stdout)
     assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "st").is_dir()
+    assert (tmp_path / "out" / "hub" / "README.md").is_file()
 
 
 def test_unchanged_rows_show_no_seconds(tmp_path):
