@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import shlex
 import sys
+import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -13,10 +15,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from m3e_data.build import BUILT, UNCHANGED, BuildOptions, SourceResult, build, select_sources
-from m3e_data.catalog import load_catalog
-from m3e_data.console import error_line, messages, tables
+from m3e_data.catalog import Source, how_to_get, layout_files, load_catalog
+from m3e_data.console import Col, error_line, fit_table, messages, resumable, table_width, tables
 from m3e_data.failures import explain
 from m3e_data.hq_cli import hold_for_command, hq_command, hq_options, report_command, run_hq_command
+from m3e_data.manifest import MANIFEST
 from m3e_data.mine_cli import mine_command
 from m3e_data.preflight import check_hub, local_folder
 from m3e_data.publish_cli import export_command, push_command
@@ -34,6 +37,11 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:  # build, hq and mine say more (console.resumable); the rest stop cleanly
+            error_line(f"interrupted (Ctrl-C); {ctx.invoked_subcommand} did not finish")
+            if ctx.params.get("debug"):
+                raise
+            ctx.exit(130)
         except Exception as exc:
             line = explain(exc, ctx.invoked_subcommand)
             if line is None:
@@ -52,7 +60,22 @@ def main(debug: bool) -> None:
     """Build the training data for Chinese text-embedding models (M3E)."""
 
 
-def _catalog_rows() -> list[dict]:
+def _fetch(source: Source) -> str:
+    """Whether `build` can fetch the source now: "yes" (from the Hub), "by hand" (an upstream download the
+    user makes, as `list NAME` says), "no" (withdrawn upstream; only an existing local copy builds)."""
+    if not source.available:
+        return "no"
+    return "yes" if source.access.kind == "hub" else "by hand"
+
+
+AVAILABLE_LEGEND = (
+    "available: yes = build fetches it from the Hub now; by hand = download it yourself "
+    "(m3e-data list NAME says how); no = withdrawn upstream (a copy you hold still builds). "
+    "s2s: both sides are sentences of one kind."
+)
+
+
+def _catalog_rows(commercial_only: bool = False) -> list[dict]:
     implemented = set(recipe_names())
     return [
         {
@@ -64,32 +87,113 @@ def _catalog_rows() -> list[dict]:
             "commercial": s.commercial,
             "homogeneous": s.homogeneous,
             "available": s.available,
+            "fetch": _fetch(s),
             "recipe": s.name in implemented,
             "access": s.access.kind,
             "quality": s.quality,
+            "reason": " ".join(s.license.reason.split()),
         }
         for s in load_catalog().values()
+        if s.commercial or not commercial_only
     ]
 
 
+def _entry(source: Source) -> dict:
+    """One source's full catalog entry, with how to get each layout's files."""
+    return {
+        "name": source.name,
+        "description": " ".join(source.description.split()),
+        "provider": source.provider,
+        "homepage": source.homepage,
+        "domain": source.domain,
+        "task": source.task,
+        "quality": source.quality,
+        "card_rows": source.card_rows,
+        "homogeneous": source.homogeneous,
+        "access": source.access.kind,
+        "repo_id": source.access.repo_id,
+        "available": _fetch(source),
+        "availability": " ".join((source.availability or "").split()) or None,
+        "counting_rule": " ".join(source.counting_rule.split()),
+        "license": {
+            "spdx": source.license.spdx, "commercial": source.commercial,
+            "card_research": source.license.card_research, "card_commercial": source.license.card_commercial,
+            "reason": " ".join(source.license.reason.split()),
+        },
+        "layouts": [
+            {"name": layout.name, "format": layout.format, "files": layout_files(layout),
+             "how_to_get": " ".join(how_to_get(source, layout).split())}
+            for layout in source.access.layouts
+        ],
+        "recipe": source.name in recipe_names(),
+        "citation": source.citation.rstrip(),
+    }
+
+
+def _print_entry(entry: dict) -> None:
+    width = min(table_width(), 100)
+
+    def para(label: str, text: str) -> None:
+        indent = " " * (len(label) - len(label.lstrip()) + 2)
+        click.echo(textwrap.fill(text, width, initial_indent=f"{label}: ", subsequent_indent=indent,
+                                 break_on_hyphens=False, break_long_words=False))
+
+    lic = entry["license"]
+    click.echo(f"{entry['name']}  ({entry['domain']}, {entry['task']}, quality {entry['quality']}, "
+               f"{entry['card_rows']:,} rows on the card)")
+    para("description", entry["description"])
+    para("provider", entry["provider"])
+    para("homepage", entry["homepage"])
+    para("licence", f"{lic['spdx']}, commercial use {'yes' if lic['commercial'] else 'no'}. {lic['reason']}")
+    para("access", entry["access"] + (f" ({entry['repo_id']})" if entry["repo_id"] else "")
+         + f"; available: {entry['available']}" + (f". {entry['availability']}" if entry["availability"] else ""))
+    para("recipe", ("yes: " if entry["recipe"] else "not written yet; ") + entry["counting_rule"])
+    click.echo("layouts (tried in this order):")
+    for layout in entry["layouts"]:
+        para(f"  {layout['name']} ({layout['format']})", "files " + ", ".join(layout["files"]))
+        para("    how to get", layout["how_to_get"])
+    click.echo("citation:")
+    click.echo(textwrap.indent(entry["citation"], "  "))
+
+
 @main.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the table as a JSON list of objects.")
-def list_sources(as_json: bool) -> None:
-    """The catalog: every M3E source, its licence, and whether its recipe exists."""
-    rows = _catalog_rows()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the table (or NAME's entry) as JSON.")
+@click.option("--commercial-only", is_flag=True, help="Only sources whose licence permits commercial use.")
+@click.option("--wide", is_flag=True, help="Add each licence's reason (why commercial use is or is not allowed).")
+def list_sources(name: str | None, as_json: bool, commercial_only: bool, wide: bool) -> None:
+    """The catalog: every M3E source, its licence, how to get it, and whether its recipe exists.
+
+    With NAME: that source's full entry (licence reason, layouts and how to get each, homepage, citation)."""
+    if name is not None:
+        catalog = load_catalog()
+        if name not in catalog:
+            close = difflib.get_close_matches(name, list(catalog), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; `m3e-data list` shows every name"
+            raise click.BadParameter(f"no source named {name!r}{hint}", param_hint="NAME")
+        entry = _entry(catalog[name])
+        if as_json:
+            click.echo(json.dumps(entry, ensure_ascii=False, indent=2))
+        else:
+            _print_entry(entry)
+        return
+    rows = _catalog_rows(commercial_only)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"{len(rows)} sources")
-    for col in ("name", "domain", "task", "card rows", "license", "commercial", "s2s", "available", "recipe"):
-        table.add_column(col, justify="right" if col == "card rows" else "left")
     yes = {True: "yes", False: "-"}
-    for r in rows:
-        table.add_row(
-            r["name"], r["domain"], r["task"], f"{r['card_rows']:,}", r["license"], yes[r["commercial"]],
-            yes[r["homogeneous"]], yes[r["available"]], yes[r["recipe"]],
-        )
-    tables().print(table)
+    cols = [Col("name", fold=False), Col("domain", drop=5), Col("task", drop=4), Col("card rows", drop=3, number=True),
+            Col("license", drop=1, min_width=10), Col("commercial", fold=False), Col("access", drop=2, fold=False),
+            Col("available", fold=False), Col("recipe", drop=3, fold=False), Col("s2s", drop=6, fold=False)]
+    if wide:
+        cols.append(Col("reason", min_width=18))
+    cells = [
+        [r["name"], r["domain"], r["task"], f"{r['card_rows']:,}", r["license"], yes[r["commercial"]], r["access"],
+         r["fetch"], yes[r["recipe"]], yes[r["homogeneous"]]] + ([r["reason"]] if wide else [])
+        for r in rows
+    ]
+    title = f"{len(rows)} sources" + (" whose licence permits commercial use" if commercial_only else "")
+    tables().print(fit_table(cols, cells, table_width(), title=title, caption=AVAILABLE_LEGEND))
 
 
 def _choose(recipe_arg: str, commercial_only: bool) -> list:
@@ -130,21 +234,66 @@ def _parse_recipe_options(values: tuple[str, ...], building: set[str]) -> dict[s
     return parsed
 
 
-def _summary(results: list[SourceResult]) -> Table:
-    table = Table(title="m3e build")
-    for col in ("source", "status", "read", "written", "dropped", "top drop reasons", "seconds", "flag"):
-        table.add_column(col, justify="right" if col in ("read", "written", "dropped", "seconds") else "left")
+SUMMARY_CAPTION = (
+    "read: records in the source's files. written: rows (query-positive pairs) in OUT/m3e; one record can "
+    "give several rows, or none, so written can exceed read. dropped: records that gave no row and rows that "
+    "failed validation, by reason. unchanged: built by an earlier run with the same input and recipe, "
+    "not rebuilt (its seconds are that run's, so none are shown)."
+)
+
+
+def _summary(results: list[SourceResult], width: int) -> Table:
+    cols = [Col("source", fold=False), Col("status", fold=False), Col("read", drop=1, number=True),
+            Col("written", number=True), Col("dropped", drop=1, number=True),
+            Col("top drop reasons / notes", min_width=14), Col("seconds", drop=2, number=True)]
+    rows = []
     for r in results:
         if r.status in (BUILT, UNCHANGED):
-            top = ", ".join(f"{k} {v:,}" for k, v in r.counts.dropped.most_common(3))
+            top = [f"{k} {v:,}" for k, v in r.counts.dropped.most_common(3)]
             marks = ([f"! {r.flag}"] if r.flag else []) + [f"no split {s}" for s in r.missing_splits]
-            table.add_row(
+            rows.append([
                 r.name, r.status, f"{r.counts.read:,}", f"{r.counts.written:,}",
-                f"{sum(r.counts.dropped.values()):,}", top, f"{r.seconds:.1f}", "; ".join(marks),
-            )
-        else:
-            table.add_row(r.name, r.status, "", "", "", r.reason, "", "")
-    return table
+                f"{sum(r.counts.dropped.values()):,}", ", ".join(top + marks),
+                f"{r.seconds:.1f}" if r.status == BUILT else "",
+            ])
+        else:  # its reason can be a paragraph (how to download it): printed whole below the table
+            rows.append([r.name, r.status, "", "", "", "see below", ""])
+    return fit_table(cols, rows, width, title="m3e build (normalize)", caption=SUMMARY_CAPTION)
+
+
+def _reasons(results: list[SourceResult]) -> list[str]:
+    """Why each source that was not built was not, one paragraph each (the table says "see below")."""
+    lines = []
+    for r in results:
+        if r.status not in (BUILT, UNCHANGED):
+            text = " ".join(r.reason.split())
+            lines.append(text if text.startswith(f"{r.name}:") else f"{r.name}: {text}")
+    return lines
+
+
+def _where_and_next(out: Path, hq: bool) -> None:
+    """Where build's outputs are and the commands that usually follow, with this build's paths."""
+    def q(path: Path) -> str:
+        return shlex.quote(str(path))
+
+    lines = ["", "outputs:", f"  {q(out / 'm3e')}/<source>/  unified rows, one folder per source"]
+    if hq:
+        lines += [f"  {q(out / 'm3e-hq')}/<source>/  after quality filter, dedup and decontamination",
+                  f"  {q(out / 'rejects')}/<stage>/<source>/  every dropped row with its reason"]
+    lines += [f"  {q(out / MANIFEST)}  what ran, with which options and counts", "", "next:"]
+    if not hq:
+        lines.append(f"  m3e-data hq {q(out)}  # the m3e-hq stage this build skipped (--no-hq)")
+    else:
+        hq_dir, scored = out / "m3e-hq", out / "m3e-hq-with-score"
+        lines += [
+            f"  m3e-data report {q(out)}  # HTML report: {q(out / 'report.html')}",
+            f"  m3e-data mine --in {q(hq_dir)} --out {q(scored)}  # hard negatives, scores",
+            f"  m3e-data push {q(hq_dir)} --repo-id NAME/m3e-hq --dry-run {q(out / 'hub')}",
+            f"  m3e-data export {q(hq_dir)} --format sentence-transformers --out {q(out / 'st')}",
+            f"  m3e-data train --in {q(out)} --model moka-ai/m3e-small --out {q(out / 'model')}",
+        ]
+    for line in lines:
+        click.echo(line, err=True)
 
 
 @main.command("build")
@@ -185,20 +334,25 @@ def build_command(
         recipe_options=recipe_options,
         verify=verify,
     )
-    with Progress(
+    resume = ("Rerun the same command to resume: each finished source is kept (it shows as unchanged) and "
+              "the interrupted one starts over.")
+    with resumable("build", resume) as track, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(), console=messages, transient=True,
+        TimeElapsedColumn(), console=messages, transient=True, disable=not messages.is_terminal,
     ) as progress:
         tasks: dict[str, int] = {}
 
         def on_start(name: str) -> None:
+            track.start(name)
             tasks[name] = progress.add_task(name, total=None)
 
         def on_rows(name: str, n: int) -> None:
             progress.advance(tasks[name], n)
 
         results = build(chosen, options, on_start=on_start, on_rows=on_rows)
-    tables().print(_summary(results))
+    tables().print(_summary(results, table_width()))
+    for line in _reasons(results):
+        tables().print(line, markup=False, highlight=False)
     for r in results:
         for line in r.warnings:
             messages.print(f"{r.name}: {line}", markup=False, highlight=False)
@@ -215,6 +369,7 @@ def build_command(
             + ("accepted with --allow-empty" if allow_empty else "pass --allow-empty to accept it"),
             markup=False, highlight=False,
         )
+    _where_and_next(out, hq=not no_hq)
     if any(r.status == "failed" for r in results) or (flagged and not allow_empty):
         sys.exit(1)
 

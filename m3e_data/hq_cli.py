@@ -8,14 +8,15 @@ from typing import Any
 
 import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from m3e_data.console import messages, tables
+from m3e_data.console import Col, fit_table, messages, resumable, table_width, tables
 from m3e_data.decontaminate import EvalFileError
 from m3e_data.hq import HqConfig, HqConfigError, InputError, NothingToDo, run_hq
 from m3e_data.lock import FolderBusy, acquire, release
 from m3e_data.ownership import ForeignFiles
 from m3e_data.quality import ThresholdError
-from m3e_data.report import ReportError, hq_section, summary_table, write_report
+from m3e_data.report import ReportError, _stage_drops, hq_section, write_report
 from m3e_data.vocabulary import in_folder
 
 
@@ -37,6 +38,29 @@ def hq_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+HQ_CAPTION = (
+    "rows in: rows of OUT/m3e. Then the rows each step removed, in order: eval split (validation and test "
+    "rows; --keep-eval-splits keeps them), quality rules, decontamination, dedup. rows out: rows of "
+    "OUT/m3e-hq. Every removed row is in OUT/rejects with its reason."
+)
+
+
+def hq_table(section: dict[str, Any], width: int, title: str = "m3e-hq") -> Table:
+    """The m3e-hq stage's numbers per source, fitted to `width` (the report shows the same numbers)."""
+    cols = [Col("source", fold=False), Col("rows in", number=True), Col("eval split", drop=2, number=True),
+            Col("quality", drop=1, number=True), Col("decontam", drop=2, number=True),
+            Col("dedup", drop=1, number=True), Col("rows out", number=True), Col("kept %", drop=3, number=True),
+            Col("top reasons", drop=4, min_width=12)]
+    rows = []
+    for name, src in section["sources"].items():
+        d = _stage_drops(src)
+        top = ", ".join(f"{r} {n:,}" for r, n in sorted(src["dropped"].items(), key=lambda kv: -kv[1])[:3])
+        kept = 100 * src["rows_out"] / src["rows_in"] if src["rows_in"] else 0.0
+        rows.append([name, f"{src['rows_in']:,}", f"{d['eval_split']:,}", f"{d['quality']:,}",
+                     f"{d['decontaminate']:,}", f"{d['dedup']:,}", f"{src['rows_out']:,}", f"{kept:.1f}", top])
+    return fit_table(cols, rows, width, title=title, caption=HQ_CAPTION)
+
+
 def hold_for_command(out: Path) -> None:
     """Hold OUT's lock until the command ends (click closes its context), or fail in one line."""
     try:
@@ -55,11 +79,16 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
         config = HqConfig.load(config_path)
     except (HqConfigError, ThresholdError) as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from None
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
-                  TimeElapsedColumn(), console=messages, transient=True) as progress:
+    resume = ("Rerun the same command to resume: the statistics of every finished source are cached in "
+              f"{out / '.cache' / 'hq'} and reused; the decisions after them take seconds.")
+    with resumable("m3e-hq", resume) as track, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(), console=messages, transient=True, disable=not messages.is_terminal,
+    ) as progress:
         task = progress.add_task("m3e-hq", total=None)
 
         def on_progress(step: str, source: str, rows: int) -> None:
+            track.start(f"{step} of {source}")
             progress.update(task, description=f"m3e-hq {step}: {source}", completed=rows)
 
         try:
@@ -68,7 +97,7 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
         except (EvalFileError, ThresholdError, NothingToDo, InputError, FolderBusy, ForeignFiles) as exc:
             raise click.ClickException(str(exc)) from None
     section = hq_section(out)
-    tables().print(summary_table(section))
+    tables().print(hq_table(section, table_width()))
     for name, record in section.get("sources", {}).items():
         if record.get("duplicate_ids"):
             messages.print(f"[yellow]warning[/]: {name}: {record['duplicate_ids']:,} rows repeat another row's id "
@@ -101,5 +130,5 @@ def report_command(out: Path, html_path: Path | None) -> None:
         path = write_report(out, html_path)
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
-    tables().print(summary_table(hq_section(out)))
+    tables().print(hq_table(hq_section(out), table_width()))
     messages.print(f"report: {path}")

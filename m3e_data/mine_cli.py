@@ -18,31 +18,46 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from m3e_data.console import messages, tables
-from m3e_data.mine import FAILED, MineOptions, ModelLoadError, SourceResult, default_cache_dir, mine
+from m3e_data.console import Col, fit_table, messages, resumable, table_width, tables
+from m3e_data.mine import (
+    FAILED,
+    UNCHANGED,
+    MineOptions,
+    ModelLoadError,
+    SourceResult,
+    default_cache_dir,
+    mine,
+)
 from m3e_data.mining import MiningParams, parse_range
 from m3e_data.preflight import local_folder, local_or_hub, require_extra
 from m3e_data.vocabulary import names, old_spelling
 
+MINE_CAPTION = (
+    "rows: rows mined. mined / native: negatives added by the model / kept from the source. short of N: rows "
+    "that got fewer negatives than --num-negatives. pos mean / neg mean: mean cosine of the positives / mined "
+    "negatives. margin drops: candidates left out for scoring too close to the positive."
+)
 
-def _summary(results: list[SourceResult]) -> Table:
-    table = Table(title="m3e mine")
-    cols = ("source", "status", "rows", "mined", "native", "short of N", "pos mean", "neg mean",
-            "margin drops", "seconds")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("source", "status") else "right")
+
+def _summary(results: list[SourceResult], width: int) -> Table:
+    cols = [Col("source", fold=False), Col("status", fold=False), Col("rows", number=True),
+            Col("mined", drop=2, number=True), Col("native", drop=3, number=True),
+            Col("short of N", drop=2, number=True), Col("pos mean", drop=1, number=True),
+            Col("neg mean", drop=1, number=True), Col("margin drops", drop=3, number=True),
+            Col("seconds", drop=4, number=True)]
+    rows = []
     for r in results:
         s = r.stats
-        if not s:
-            table.add_row(r.name, r.status, *[""] * 7, r.reason)
+        if not s:  # its reason was printed when it finished
+            rows.append([r.name, r.status, *[""] * 8])
             continue
-        table.add_row(
+        rows.append([
             r.name, r.status, f"{s['rows']:,}", f"{s['mined_negatives']:,}", f"{s['native_negatives']:,}",
             f"{s['rows_short']:,}", f"{s['positive_scores'].get('mean', float('nan')):.3f}",
             f"{s['mined_scores'].get('mean', float('nan')):.3f}", f"{s['removed']['relative_margin']:,}",
-            f"{r.seconds:.1f}",
-        )
-    return table
+            "" if r.status == UNCHANGED else f"{r.seconds:.1f}",
+        ])
+    return fit_table(cols, rows, width, title="m3e mine", caption=MINE_CAPTION)
 
 
 @click.command("mine")
@@ -100,11 +115,16 @@ def mine_command(
         chunk_size=chunk_size, sources=names(only) or None,
         params=params,
     )
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=messages, transient=True) as progress:
+    resume = ("Rerun the same command to resume: every finished source has its _SUCCESS.json and is skipped; "
+              "embeddings already computed are reused from the cache (unless --no-cache).")
+    with resumable("mine", resume) as track, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=messages, transient=True, disable=not messages.is_terminal,
+    ) as progress:
         tasks: dict[str, int] = {}
 
         def on_start(name: str, rows: int) -> None:
+            track.start(name)
             tasks[name] = progress.add_task(f"{name} ({rows:,} rows): encoding", total=None, unit="texts encoded")
 
         def on_encode(name: str, done: int, total: int) -> None:
@@ -120,6 +140,7 @@ def mine_command(
             progress.advance(tasks[name], groups)
 
         def on_done(result: SourceResult) -> None:
+            track.finish(result.name)
             progress.remove_task(tasks[result.name])
             messages.print(f"{result.name}: {result.status} {result.reason}".rstrip())
 
@@ -127,6 +148,6 @@ def mine_command(
             results = mine(options, on_start=on_start, on_search=on_search, on_done=on_done, on_encode=on_encode)
         except (FileNotFoundError, ValueError, ModelLoadError) as exc:
             raise click.ClickException(str(exc)) from None
-    tables().print(_summary(results))
+    tables().print(_summary(results, table_width()))
     if any(r.status == FAILED for r in results):
         sys.exit(1)

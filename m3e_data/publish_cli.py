@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from m3e_data.console import messages, tables
+from m3e_data.console import Col, fit_table, messages, table_width, tables
 from m3e_data.export import FORMATS, ExportError, export
 from m3e_data.hub_stage import StageError
 from m3e_data.preflight import check_push
@@ -63,14 +62,15 @@ def push_command(
     except (CommercialRefusal, PublishError, StageError) as exc:
         raise click.ClickException(str(exc)) from None
     staged = prepared.staged
-    table = Table(title=f"{repo_id}: {staged.rows:,} rows" + (" (commercial only)" if commercial_only else ""))
-    for col in ("config", *staged.splits, "files"):
-        table.add_column(col, justify="left" if col == "config" else "right")
-    for config, splits in sorted(staged.configs.items()):
-        table.add_row(
-            config, *(f"{splits[s].rows:,}" if s in splits else "" for s in staged.splits),
-            str(sum(len(f.files) for f in splits.values())),
-        )
+    cols = [Col("config", fold=False), *(Col(split, number=True) for split in staged.splits),
+            Col("files", drop=1, number=True)]
+    rows = [
+        [config, *(f"{splits[s].rows:,}" if s in splits else "" for s in staged.splits),
+         str(sum(len(f.files) for f in splits.values()))]
+        for config, splits in sorted(staged.configs.items())
+    ]
+    title = f"{repo_id}: {staged.rows:,} rows" + (" (commercial only)" if commercial_only else "")
+    table = fit_table(cols, rows, table_width(), title=title, caption="rows per config and split")
     tables().print(table)
     where = "reused" if prepared.reused else "staged"
     messages.print(f"{where} {staged.folder} (card: {prepared.card})")
@@ -96,11 +96,9 @@ def export_command(data_dir: Path, fmt: str, out: Path, max_negatives: int | Non
         result = export(data_dir, fmt, out, max_negatives=max_negatives, commercial_only=commercial_only)
     except (ExportError, StageError) as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title=f"{fmt} export: {out}")
-    table.add_column("file")
-    table.add_column("rows", justify="right")
-    for rel, rows in sorted(result.files.items()):
-        table.add_row(rel, f"{rows:,}")
+    table = fit_table([Col("file", min_width=20), Col("rows", number=True)],
+                      [[rel, f"{rows:,}"] for rel, rows in sorted(result.files.items())], table_width(),
+                      title=f"{fmt} export: {out}")
     tables().print(table)
     if result.negatives_dropped:
         messages.print(f"{result.negatives_dropped:,} negatives beyond --max-negatives were left out")

@@ -150,19 +150,18 @@ def train(
 
 def _print_summary(summary: dict, out: Path) -> None:
     """Each evaluation set's figures before and after training, then where the model went."""
-    from rich.table import Table
-
-    from m3e_data.console import messages, tables
+    from m3e_data.console import Col, fit_table, messages, table_width, tables
 
     before, after = summary["before"], summary["after"]
     if after:
-        table = Table(title="evaluation before and after training")
-        for column, justify in (("eval set", "left"), ("metric", "left"), ("before", "right"), ("after", "right")):
-            table.add_column(column, justify=justify)
+        cols = [Col("eval set", fold=False), Col("metric", fold=False), Col("before", number=True),
+                Col("after", number=True)]
+        rows = []
         for name in [n for n in after if n != "mean"] + (["mean"] if "mean" in after else []):
             for i, (metric, value) in enumerate(after[name].items()):
                 was = before.get(name, {}).get(metric, float("nan"))
-                table.add_row(name if i == 0 else "", metric, f"{was:.4f}", f"{value:.4f}")
+                rows.append([name if i == 0 else "", metric, f"{was:.4f}", f"{value:.4f}"])
+        table = fit_table(cols, rows, table_width(), title="evaluation before and after training")
         tables().print(table)
     else:
         messages.print("no evaluation: every source was too small to hold rows out (--heldout-rows), "
