@@ -44,7 +44,7 @@ table{border-collapse:collapse;font-size:.85rem}td,th{padding:.25rem .6rem;borde
 td:first-child,th:first-child{text-align:left}.legend span{display:inline-block;margin-right:1rem;font-size:.85rem}
 .swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
 svg text{font-size:11px;fill:#333}.note{color:#666;font-size:.85rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}
-table.examples td{text-align:left;vertical-align:top;max-width:24rem;word-break:break-all}
+table.examples th{text-align:left}table.examples td{text-align:left;vertical-align:top;max-width:24rem;word-break:break-all}
 """
 
 

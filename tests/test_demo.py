@@ -121,17 +121,14 @@ def test_report_has_a_legend_for_the_heat_maps_and_says_when_nothing_is_mined(de
     assert "Not mined yet" in page
 
 
-def test_report_on_a_mined_folder_shows_score_distributions_and_rows_short(demo_out, tmp_path):
-    """The mine section as mine writes it, over a folder of scored rows (the real mining is in the
-    walk-through test): histograms per source, means, and rows with fewer negatives than asked."""
+def record_mining(out: Path, source: str = "csl") -> None:
+    """What `mine` leaves for the report, written by hand over 4 of `source`'s kept rows (the real mining is
+    in the walk-through test): scored rows under OUT/m3e-hq-with-score/ and the manifest's mine section."""
     from m3e_data.manifest import write_stage
-    from m3e_data.report import mined_scores
     from m3e_data.schema import UNIFIED_SCHEMA
 
-    out = tmp_path / "out"
-    shutil.copytree(demo_out, out)
-    scored = out / "m3e-hq-with-score" / "csl"
-    rows = pq.read_table(out / "m3e-hq" / "csl").to_pylist()[:4]
+    scored = out / "m3e-hq-with-score" / source
+    rows = pq.read_table(out / "m3e-hq" / source).to_pylist()[:4]
     for i, row in enumerate(rows):
         row["positive_score"] = 0.9 - 0.1 * i
         row["negatives"] = ["a", "b"] if i else ["a"]
@@ -139,7 +136,15 @@ def test_report_on_a_mined_folder_shows_score_distributions_and_rows_short(demo_
     scored.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=UNIFIED_SCHEMA), scored / "part-00000.parquet")
     write_stage(out, "mine", {"model": "tiny", "options": {"out": str(out / "m3e-hq-with-score"), "num_negatives": 2},
-                              "sources": {"csl": {"status": "mined", "rows": 4, "rows_short": 1}}})
+                              "sources": {source: {"status": "mined", "rows": 4, "rows_short": 1}}})
+
+
+def test_report_on_a_mined_folder_shows_score_distributions_and_rows_short(demo_out, tmp_path):
+    from m3e_data.report import mined_scores
+
+    out = tmp_path / "out"
+    shutil.copytree(demo_out, out)
+    record_mining(out)
     scores = mined_scores(out)
     csl = scores["sources"]["csl"]
     assert csl["rows"] == 4 and csl["rows_short"] == 1
