@@ -52,7 +52,21 @@ class ReportError(ValueError):
     """OUT holds no hq stage to report on."""
 
 
+def build_folder(out: Path) -> Path:
+    """The build folder to report on: OUT itself, or, given a mined folder (`mine --out`), the build whose
+    manifest records that mining (so `report OUT/m3e-hq-with-score` reports OUT, and writes beside it, never
+    into a folder `mine` owns)."""
+    if read_manifest(out).get("stages", {}).get("hq"):
+        return out
+    stages = read_manifest(out.parent).get("stages", {})
+    mined = stages.get("mine", {}).get("options", {}).get("out")
+    if stages.get("hq") and mined and {Path(mined).name, Path(mined).resolve()} & {out.name, out.resolve()}:
+        return out.parent
+    return out
+
+
 def hq_section(out: Path) -> dict[str, Any]:
+    out = build_folder(out)
     section = read_manifest(out).get("stages", {}).get("hq")
     if not section:
         raise ReportError(f"{out}: build-manifest.json has no hq stage; run `m3e-data hq {out}` first")
@@ -436,6 +450,7 @@ _tasks.yaml, per source in its <code>hq:</code> block, or --config) · the rows 
 
 def write_report(out: Path, path: Path | None = None) -> Path:
     """Write the HTML report of OUT (OUT/report.html by default) and return its path."""
+    out = build_folder(out)
     target = path or out / "report.html"
     atomic_write_text(target, render_html(hq_section(out), examples=drop_examples(out), scores=mined_scores(out)))
     return target

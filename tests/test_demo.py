@@ -154,3 +154,16 @@ def test_report_on_a_mined_folder_shows_score_distributions_and_rows_short(demo_
     for chart in ("positive-scores", "negative-scores", "margin-scores"):
         assert f'data-chart="{chart}"' in html
     assert "fewer than 2 negatives" in html and "<td>1</td>" in html
+
+
+def test_report_given_the_mined_folder_reports_its_build_beside_it(demo_out, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(demo_out, out)
+    record_mining(out)
+    result = CliRunner().invoke(main, ["report", str(out / "m3e-hq-with-score")])
+    assert result.exit_code == 0, result.output
+    assert not (out / "m3e-hq-with-score" / "report.html").exists()  # mine's folder stays mine's
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert 'data-chart="margin-scores"' in page and "Not mined yet" not in page
+    nowhere = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert nowhere.exit_code == 1 and "no hq stage" in nowhere.output
