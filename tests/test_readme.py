@@ -39,8 +39,12 @@ def test_the_walk_through_names_a_model_folder_that_exists_and_commands_that_par
     code = shlex.split(model_line.split("$(", 1)[1].rsplit(")", 1)[0])[2]
     folder = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
     assert (folder / "config.json").is_file(), folder
-    commands = [shlex.split(line.replace('"$MODEL"', str(folder))) for line in lines if line.startswith("m3e-data ")]
-    assert [c[1] for c in commands] == ["build", "report", "mine", "push", "export", "train"]
+    # Paths into the clone (the bundled evaluation file) are relative to its root.
+    commands = [
+        shlex.split(line.replace('"$MODEL"', str(folder)).replace("m3e_data/", f"{README.parent / 'm3e_data'}/"))
+        for line in lines if line.startswith("m3e-data ")
+    ]
+    assert [c[1] for c in commands] == ["build", "report", "mine", "report", "push", "export", "train"]
     monkeypatch.chdir(tmp_path)  # the folders the earlier steps would have made, for options that must exist
     for made in ("out/demo/m3e-hq", "out/demo/m3e-hq-with-score"):
         (tmp_path / made).mkdir(parents=True)

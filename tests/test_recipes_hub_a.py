@@ -22,6 +22,8 @@ from m3e_data.cli import main
 from m3e_data.locate import SourceMissing, locate
 from m3e_data.recipe import load_recipe
 from tests.helpers import build_one, pairs
+from tests.make_demo._bulk import medical_pairs, paper_pairs
+from tests.make_demo.alpaca_gpt4 import bulk as alpaca_bulk
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sources"
 SOURCES = (
@@ -85,7 +87,9 @@ def test_firefly_kinds_through_the_cli(tmp_path):
 
 def test_alpaca_gpt4_joins_instruction_and_input_without_a_dangling_space(tmp_path):
     rows, result = build_one("alpaca_gpt4", tmp_path)
-    assert pairs(rows) == [
+    # The demo's bulk (tests/make_demo/_bulk.py) follows these rows, one pair each.
+    assert len(rows) == 3 + len(alpaca_bulk())
+    assert pairs(rows)[:3] == [
         ("train", "写一首关于秋天的短诗。", "秋风轻拂过山岗，\n金黄的稻田泛起波浪。", []),
         ("train", "把下面的句子改写成被动语态。 小明打碎了花瓶。", "花瓶被小明打碎了。", []),
         ("train", "计算下列数字的平均值。 3, 5, 7", "平均值是5。", []),
@@ -159,7 +163,8 @@ def test_amazon_reviews_multi_missing_names_both_layouts(tmp_path):
 
 def test_chatmed_consult_query_to_response(tmp_path):
     rows, result = build_one("chatmed_consult", tmp_path)
-    assert pairs(rows) == [
+    assert len(rows) == 2 + len(medical_pairs())  # the demo's bulk follows
+    assert pairs(rows)[:2] == [
         ("train", "最近总是失眠，晚上一点多才能睡着，怎么办？",
          "建议保持规律作息，睡前一小时不看手机，避免下午喝咖啡和浓茶；若持续超过一个月，请到睡眠门诊就诊。", []),
         ("train", "孩子发烧38.5度，需要马上吃退烧药吗？",
@@ -171,12 +176,13 @@ def test_chatmed_consult_query_to_response(tmp_path):
 
 def test_csl_title_to_abstract_never_reads_the_english_translation(tmp_path):
     rows, result = build_one("csl", tmp_path)
-    assert pairs(rows) == [
+    assert len(rows) == 2 + len(paper_pairs())  # the demo's bulk follows
+    assert pairs(rows)[:2] == [
         ("train", "基于深度学习的水稻病害图像识别方法",
          "针对水稻病害识别准确率低的问题，提出一种基于卷积神经网络的识别方法，在自建数据集上准确率达到95%。", []),
         ("train", "城市轨道交通客流预测研究", "以某市地铁刷卡数据为基础，建立时间序列模型预测短时客流，为运营调度提供依据。", []),
     ]
-    assert result.counts.read == 3 and result.counts.dropped == {"empty_text": 1}
+    assert result.counts.read == 3 + len(paper_pairs()) and result.counts.dropped == {"empty_text": 1}
     assert all(r["commercial"] for r in rows)
 
 

@@ -1,9 +1,12 @@
 """alpaca_gpt4 as shibing624/alpaca-zh serves it: one JSON array alpaca_gpt4_data_zh.json (indented by 4,
-as GPT-4-LLM wrote it), rows {instruction, input, output}. Synthetic rows."""
+as GPT-4-LLM wrote it), rows {instruction, input, output}. Synthetic rows: the five the recipe test
+asserts, then the demo's bulk (tests/make_demo/_bulk.py): general instructions, one row per quality rule, and
+duplicates within the source and of chatmed_consult."""
 
 import json
 
 from tests.make_demo import write_text
+from tests.make_demo._bulk import EXACT_COPY, GENERAL, NEAR_COPY, QUALITY, cross_copies
 
 ROWS = [
     {"instruction": "写一首关于秋天的短诗。", "input": "",
@@ -17,5 +20,11 @@ ROWS = [
 ]
 
 
+
+def bulk() -> list[dict]:
+    pairs = [*GENERAL, *QUALITY.values(), EXACT_COPY, NEAR_COPY, *cross_copies()]
+    return [{"instruction": q, "input": "", "output": a} for q, a in pairs]
+
+
 def write(root):
-    write_text(root / "alpaca_gpt4_data_zh.json", json.dumps(ROWS, ensure_ascii=False, indent=4))
+    write_text(root / "alpaca_gpt4_data_zh.json", json.dumps(ROWS + bulk(), ensure_ascii=False, indent=4))

@@ -1,7 +1,9 @@
 """chatmed_consult as michaelwzhu/ChatMed_Consult_Dataset serves it: one JSON-lines file
-ChatMed_Consult-v0.3.json, rows {query, response}. Synthetic rows."""
+ChatMed_Consult-v0.3.json, rows {query, response}. Synthetic rows: the three the recipe test asserts, then the demo's bulk
+(tests/make_demo/_bulk.py), then the broken lines."""
 
 from tests.make_demo import jsonl, write_text
+from tests.make_demo._bulk import medical_pairs
 
 ROWS = [
     {"query": "最近总是失眠，晚上一点多才能睡着，怎么办？",
@@ -16,6 +18,7 @@ ROWS = [
 def write(root):
     path = root / "ChatMed_Consult-v0.3.json"
     # A truncated line (malformed_json), then one with bytes that are neither UTF-8 nor GBK (undecodable_bytes).
-    write_text(path, jsonl(ROWS) + '{"query": "膝盖疼是怎么回事", "respon\n')
+    bulk = [{"query": q, "response": a} for q, a in medical_pairs()]
+    write_text(path, jsonl(ROWS + bulk) + '{"query": "膝盖疼是怎么回事", "respon\n')
     with path.open("ab") as fh:
         fh.write('{"query": "头疼", "response": "'.encode() + b"\xff\xfe" + '建议休息"}\n'.encode())
