@@ -263,7 +263,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(build, monkeypatch):
     out = build["root"] / "resumed"
     config = TrainConfig(
         data=str(build["scored"]), model=str(build["model"]), out=out, max_steps=12, batch_size=16, lr=5e-3,
-        warmup=0.0, max_length=32, heldout_rows=20, checkpoint_every=4, log_every=2,
+        warmup=0.0, max_length=32, heldout_rows=20, checkpoint_every=4, log_every=2, loss="cosent",
     )
     original = SentenceTransformerTrainer.training_step
     calls = {"n": 0}
