@@ -134,6 +134,15 @@ class MineOptions:
                 "score_model": self.score_model, "score_revision": self.score_revision,
                 "semantic_dedup": self.semantic_dedup}
 
+    def public_filters(self) -> dict[str, Any]:
+        """filters() as published in the Parquet metadata: a local score model by its folder name only."""
+        from m3e_data.teacher import public_name
+
+        filters = self.filters()
+        if self.score_model:
+            filters["score_model"] = public_name(self.score_model)
+        return filters
+
     def score_meaning(self) -> str:
         if self.score_model is None:
             return SCORE_MEANING
@@ -357,7 +366,7 @@ def mine_source(
         "revision": model_identity[1],
         "max_length": options.max_length,
         "params": options.params.as_dict(),
-        "filters": options.filters(),
+        "filters": options.public_filters(),
         "after": after or [],
         "mining_version": MINING_VERSION,
     }
@@ -406,7 +415,7 @@ def mine_source(
         "revision": model_identity[1],
         "score": options.score_meaning(),
         "params": options.params.as_dict(),
-        "filters": options.filters(),
+        "filters": options.public_filters(),
         "max_length": options.max_length,
         "source": name,
         "stats": stats.as_dict(),

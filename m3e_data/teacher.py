@@ -8,6 +8,7 @@ logits a reranker is trained on, which distillation losses turn into distributio
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,9 +17,16 @@ import pyarrow.compute as pc
 ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]
 
 
+def public_name(model: str) -> str:
+    """The score model as a reader of a release may see it: a local folder by its name only."""
+    from m3e_data.hub_stage import public_model_name
+
+    return public_model_name(model, "local" if Path(model).exists() else None)
+
+
 def score_meaning(model: str, revision: str | None) -> str:
     at = f"@{revision}" if revision else ""
-    return f"cross-encoder {model}{at} raw logit (no activation; higher = more relevant)"
+    return f"cross-encoder {public_name(model)}{at} raw logit (no activation; higher = more relevant)"
 
 
 def load_cross_encoder(model: str, *, revision: str | None = None, device: str | None = None,

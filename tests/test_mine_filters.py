@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,7 @@ transformers = pytest.importorskip("transformers")
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from m3e_data.card import _mining_section  # noqa: E402
 from m3e_data.cli import main  # noqa: E402
 from m3e_data.encoder import Encoder  # noqa: E402
 from m3e_data.mine import REJECT_SCHEMA, MineOptions, mine  # noqa: E402
@@ -218,10 +220,17 @@ def test_teacher_scores_replace_the_cosines_and_are_described(layout, tiny, rera
     assert got == pytest.approx(want, abs=1e-4)
     assert sum(len(r["negatives"]) for r in rows) > 0
     meta = json.loads(pq.read_schema(out / "sim" / "part-00000.parquet").metadata[b"m3e_data.mining"])
-    assert meta["score"].startswith(f"cross-encoder {reranker}") and "logit" in meta["score"]
-    stage = json.loads((layout / "build-manifest.json").read_text())["stages"]["mine"]
+    local = f"{reranker.name} (a local model folder)"
+    assert meta["score"].startswith(f"cross-encoder {local}") and "logit" in meta["score"]
+    assert meta["filters"]["score_model"] == local and str(reranker) not in json.dumps(meta)
+    manifest = json.loads((layout / "build-manifest.json").read_text())
+    stage = manifest["stages"]["mine"]
     assert stage["score_model"] == str(reranker) and stage["mining_score"].startswith("cosine")
     assert stage["score"] == meta["score"]
+    # The Hub card says which teacher and scale, never the local path.
+    section = _mining_section(SimpleNamespace(mining={}), manifest)
+    assert f"cross-encoder `{local}` (raw logits)" in section and "**score model**" in section
+    assert str(reranker) not in section
 
 
 def test_semantic_dedup_across_sources_names_the_kept_row(layout, tiny):
