@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-ROWS_PER_CLUSTER = 512  # mean cluster size: the exact search inside one costs O(size²)
+ROWS_PER_CLUSTER = 512  # mean cluster size: the exact search inside one costs O(size²) time
+SCORE_BLOCK_FLOATS = 32 * 2**20  # one block of in-cluster scores (128 MiB), however unequal the clusters
 KMEANS_ITERATIONS = 10
 
 
@@ -70,14 +71,17 @@ def near_duplicates(
     order = np.argsort(labels, kind="stable")  # within a cluster: prior rows first, then this batch's order
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     for members in np.split(order, bounds):
-        sims = all_vectors[members] @ all_vectors[members].T
         kept = members < p
-        for i in np.flatnonzero(members >= p):
-            row = sims[i]
-            best = int(np.argmax(np.where(kept, row, -np.inf))) if kept.any() else -1
-            if best >= 0 and row[best] >= threshold:
-                kept_of[members[i] - p] = members[best]
-                similarity[members[i] - p] = row[best]
-            else:
-                kept[i] = True
+        member_vectors = all_vectors[members]
+        step = max(1, SCORE_BLOCK_FLOATS // len(members))
+        for start in range(int(kept.sum()), len(members), step):  # prior rows come first and stay kept
+            sims = member_vectors[start:start + step] @ member_vectors.T
+            for offset, row in enumerate(sims):
+                i = start + offset
+                best = int(np.argmax(np.where(kept, row, -np.inf))) if kept.any() else -1
+                if best >= 0 and row[best] >= threshold:
+                    kept_of[members[i] - p] = members[best]
+                    similarity[members[i] - p] = row[best]
+                else:
+                    kept[i] = True
     return kept_of, similarity

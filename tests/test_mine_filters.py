@@ -21,6 +21,7 @@ transformers = pytest.importorskip("transformers")
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from m3e_data import semdedup  # noqa: E402
 from m3e_data.card import _mining_section  # noqa: E402
 from m3e_data.cli import main  # noqa: E402
 from m3e_data.encoder import Encoder  # noqa: E402
@@ -93,6 +94,19 @@ def test_near_duplicates_within_and_across_batches_and_threshold():
     assert kept_of.tolist() == list(range(10))
     # A threshold above every similarity keeps everything.
     assert (near_duplicates(pair_vectors(batch_q, batch_p), batch_q, 1.01)[0] == -1).all()
+
+
+def test_near_duplicates_in_blocks_match_the_whole_cluster_at_once(monkeypatch):
+    rng = np.random.default_rng(3)
+    q = unit(rng, 80, 8)
+    q = np.concatenate([q, q[:30] + 0.01 * unit(rng, 30, 8)])
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    p = np.concatenate([unit(rng, 80, 8), np.zeros((30, 8), np.float32)])
+    p[80:] = p[:30]
+    whole = near_duplicates(pair_vectors(q, p), q, 0.97)
+    monkeypatch.setattr(semdedup, "SCORE_BLOCK_FLOATS", 7)  # one row per block
+    blocks = near_duplicates(pair_vectors(q, p), q, 0.97)
+    assert (whole[0] == blocks[0]).all() and (whole[0][80:] == np.arange(30)).all()
 
 
 def test_kmeans_is_seeded_and_separates_clear_clusters():
