@@ -302,8 +302,8 @@ def filter_rows(mined: Any, options: MineOptions, dedup: DedupState | None) -> t
     """(kept rows, rejected rows with reason, kept_id, positive_rank, similarity) of one mined source."""
     table = mined.table
     scores = table.column("positive_score").to_numpy(zero_copy_only=False)
-    reasons = filter_reasons(mined.positive_rank, scores, topk=options.consistency_topk,
-                             min_score=options.min_positive_score)
+    ranks = mined.positive_rank if mined.positive_rank is not None else np.ones(table.num_rows, np.int64)
+    reasons = filter_reasons(ranks, scores, topk=options.consistency_topk, min_score=options.min_positive_score)
     kept_id = np.full(table.num_rows, None, dtype=object)
     similarity = np.full(table.num_rows, np.nan, dtype=np.float32)
     if dedup is not None:
@@ -327,7 +327,9 @@ def filter_rows(mined: Any, options: MineOptions, dedup: DedupState | None) -> t
     rejected = (rejected.append_column("reason", pa.array(reasons[drop].tolist(), pa.string()))
                 .append_column("kept_id", pa.array(kept_id[drop].tolist(), pa.string()))
                 .append_column("matched", pa.nulls(n, pa.string()))
-                .append_column("positive_rank", pa.array(mined.positive_rank[drop].astype(np.int32)))
+                .append_column("positive_rank", pa.array(ranks[drop].astype(np.int32), pa.int32(),
+                                                         mask=None if mined.positive_rank is not None
+                                                         else np.ones(n, dtype=bool)))
                 .append_column("similarity", pa.array(similarity[drop], pa.float32(),
                                                       mask=np.isnan(similarity[drop]))))
     return table.filter(pa.array(~drop)), rejected.cast(REJECT_SCHEMA)
@@ -392,14 +394,15 @@ def mine_source(
             return encoder.encode(texts, on_progress=on_encode)
 
         result = mine_rows(table, encode, options.params, device=device, chunk_size=options.chunk_size,
-                           on_search=on_search)
+                           on_search=on_search, ranks=options.consistency_topk is not None)
         stats = result.stats
         if teacher is not None:
             from m3e_data.teacher import rescore
 
             result.table = rescore(result.table, teacher.get())
         mined, rejected = filter_rows(result, options, dedup)
-        stats.positive_ranks = distribution(result.positive_rank)
+        if result.positive_rank is not None:
+            stats.positive_ranks = distribution(result.positive_rank)
         if teacher is not None:  # the score distributions describe the scores the rows carry
             stats.positive_scores = distribution(result.table.column("positive_score").to_numpy())
             flat = result.table.column("negative_scores").combine_chunks().flatten().to_numpy()

@@ -238,6 +238,11 @@ def positive_ranks(
             sims[torch.from_numpy(own_rows.astype(np.int64)), torch.from_numpy(own_cols.astype(np.int64))] = -np.inf
             lo, hi = np.searchsorted(sorted_groups, [start, stop])
             rows = order[lo:hi]
+            if len(rows) == stop - start:  # one row per group, the usual case: no gathered copy of sims
+                r = rows[np.argsort(group_of_row[rows], kind="stable")]
+                pos = torch.from_numpy(np.ascontiguousarray(positive_scores[r], dtype=np.float32)).to(device)
+                ranks[r] = 1 + (sims > pos[:, None]).sum(dim=1).cpu().numpy()
+                continue
             for s in range(0, len(rows), step):
                 r = rows[s:s + step]
                 local = torch.from_numpy(group_of_row[r] - start).to(device)
@@ -453,7 +458,7 @@ class Mined:
 
     table: pa.Table
     stats: SourceStats
-    positive_rank: np.ndarray  # (rows,) 1-based rank of the positive among the source's positives
+    positive_rank: np.ndarray | None  # (rows,) 1-based rank of the positive among the source's positives
     query_emb: np.ndarray  # (rows, dim) each row's query embedding
     positive_emb: np.ndarray  # (rows, dim)
 
@@ -480,8 +485,10 @@ def mine_rows(
     device: str = "cpu",
     chunk_size: int | None = None,
     on_search: Any = None,
+    ranks: bool = False,
 ) -> Mined:
-    """mine_table, keeping each row's positive rank and its query and positive embeddings."""
+    """mine_table, keeping each row's query and positive embeddings, and with `ranks` the rank of its
+    positive (a second pass over the source's positives, as costly as the search: only when asked)."""
     queries = table.column("query").to_pylist()
     positives = table.column("positive").to_pylist()
     natives = table.column("negatives").to_pylist()
@@ -545,6 +552,6 @@ def mine_rows(
     stats.native_scores = distribution(flat_native)
     stats.mined_scores = distribution(flat_mined)
     out = assemble(table, positive_scores, flat_native, mined_texts, flat_mined, mined_counts)
-    ranks = positive_ranks(emb[q_rows], emb[: plan.n_positive_texts], plan.group_of_row, positive_scores,
-                           plan.group_own, chunk_size=chunk_size, device=device)
-    return Mined(out, stats, ranks, emb[query_of_row], emb[p_rows])
+    rank = positive_ranks(emb[q_rows], emb[: plan.n_positive_texts], plan.group_of_row, positive_scores,
+                          plan.group_own, chunk_size=chunk_size, device=device) if ranks else None
+    return Mined(out, stats, rank, emb[query_of_row], emb[p_rows])
