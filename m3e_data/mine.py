@@ -32,7 +32,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m3e_data import __version__, ownership
-from m3e_data.hq import REJECT_SCHEMA as HQ_REJECT_SCHEMA
 from m3e_data.manifest import MANIFEST, now, read_manifest, write_stage
 from m3e_data.mining import SCORE_MEANING, MiningParams, SourceStats, distribution, filter_reasons, mine_rows
 from m3e_data.schema import UNIFIED_SCHEMA, conform
@@ -51,12 +50,17 @@ METADATA_KEY = b"m3e_data.mining"
 # Bump when a change to mining would change its output for the same input and parameters.
 MINING_VERSION = 2
 SEMANTIC_DUPLICATE = "semantic_duplicate"
-# The hq stage's reject columns, plus what the mine filters decided on: the positive's rank among the
-# source's positives, and a semantic duplicate's pair cosine to its kept row (kept_id).
-REJECT_SCHEMA = (
-    HQ_REJECT_SCHEMA.append(pa.field("positive_rank", pa.int32(), nullable=True))
-    .append(pa.field("similarity", pa.float32(), nullable=True))
-)
+# The hq stage's reject columns (hq.REJECT_SCHEMA, spelled out: importing hq costs a second), plus what the
+# mine filters decided on: the positive's rank among the source's positives, and a semantic duplicate's
+# pair cosine to its kept row (kept_id).
+REJECT_SCHEMA = pa.schema([
+    *UNIFIED_SCHEMA,
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("kept_id", pa.string(), nullable=True),
+    pa.field("matched", pa.string(), nullable=True),
+    pa.field("positive_rank", pa.int32(), nullable=True),
+    pa.field("similarity", pa.float32(), nullable=True),
+])
 
 MINED, UNCHANGED, FAILED = "mined", "unchanged", "failed"
 OWNER = "mine"  # the marker name of a mined source folder (m3e_data.ownership)
@@ -279,6 +283,12 @@ class DedupState:
         self.queries.append(query_emb)
         self.vectors.append(pair_vectors(query_emb, positive_emb))
 
+    def mark(self) -> tuple[int, int]:
+        return len(self.ids), len(self.vectors)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        del self.ids[mark[0]:], self.vectors[mark[1]:], self.queries[mark[1]:]
+
     def load_pending(self, encoder: LazyEncoder) -> None:
         for folder in self.pending:
             table = read_source(folder)
@@ -472,11 +482,14 @@ def mine(
                 if on_encode is not None:
                     on_encode(_name, done, total)
 
+            mark = dedup.mark() if dedup is not None else None
             try:
                 result = mine_source(name, options, encoder, identity, searched,
                                      encoded if on_encode is not None else None, teacher, dedup, list(after))
             except (ValueError, OSError, pa.ArrowException) as exc:  # bad input: record it, go on
                 result = SourceResult(name, FAILED, f"{type(exc).__name__}: {exc}")
+                if dedup is not None and mark is not None:  # rows never written cannot be anyone's kept row
+                    dedup.rollback(mark)
             results.append(result)
             if dedup is not None:  # a later source's rows are compared with this one's kept rows
                 after.append(f"{name}:{fingerprint(options.input / name)}")
@@ -492,8 +505,13 @@ def mine(
         n: d for n, d in previous.items()
         if {k: ((read_success(options.out / n) or {}).get("key") or {}).get(k) for k in same} == same
     }
+    dropped: dict[str, int] = {}
+    for r in results:
+        for reason, n in r.stats.get("dropped", {}).items():
+            dropped[reason] = dropped.get(reason, 0) + n
     write_stage(record, STAGE, {
         "finished": now(),
+        "dropped": dropped,
         "model": identity[0],
         "revision": identity[1],
         "score": options.score_meaning(),

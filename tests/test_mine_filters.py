@@ -208,6 +208,7 @@ def test_consistency_filter_rejects_beside_the_builds_others(layout, tiny):
         assert manifest["sources"][name]["dropped"] == {k: v for k, v in dropped.items() if v}
         assert manifest["sources"][name]["rows_kept"] == len(kept)
     assert sum(len(read(rejects / n)) for n in PAIRS) > 0  # the tiny model disagrees with some pairs
+    assert sum(manifest["dropped"].values()) == sum(len(read(rejects / n)) for n in PAIRS)
 
     # Filters off again: the same sources re-mine (the filters are part of their key), rejects go away.
     assert {r.status for r in mine(options(layout, tiny))} == {"mined"}
@@ -290,7 +291,11 @@ def test_cli_options(layout, tiny):
 
 
 def test_rejected_rows_table_layout():
-    assert REJECT_SCHEMA.names[-3:] == ["matched", "positive_rank", "similarity"]
+    from m3e_data.hq import REJECT_SCHEMA as HQ_REJECT_SCHEMA
+
+    # The build's other rejects' columns first (one reader for every stage's rejects), then mine's own.
+    assert pa.schema(list(REJECT_SCHEMA)[: len(HQ_REJECT_SCHEMA)]) == HQ_REJECT_SCHEMA.remove_metadata()
+    assert REJECT_SCHEMA.names[-2:] == ["positive_rank", "similarity"]
     assert REJECT_SCHEMA.field("positive_rank").type == pa.int32()
 
 
