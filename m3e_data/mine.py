@@ -382,20 +382,41 @@ def mine_source(
         "after": after or [],
         "mining_version": MINING_VERSION,
     }
-    rejects = rejects_dir(options.input, options.out) / name
     done = read_success(target)
     if done is not None and done.get("key") == key:
         if dedup is not None:
             dedup.pending.append(target)
         return SourceResult(name, UNCHANGED, stats=done.get("stats", {}))
 
+    if dedup is not None:
+        dedup.load_pending(encoder)
+        mark = dedup.mark()
+    try:
+        return _mine_and_write(name, options, encoder, model_identity, key, on_search, on_encode, teacher, dedup)
+    except BaseException:
+        if dedup is not None:  # rows never written cannot be any later row's kept row
+            dedup.rollback(mark)
+        raise
+
+
+def _mine_and_write(
+    name: str,
+    options: MineOptions,
+    encoder: LazyEncoder,
+    model_identity: tuple[str, str],
+    key: dict[str, Any],
+    on_search: Callable[[int], None] | None,
+    on_encode: Callable[[int, int], None] | None,
+    teacher: LazyTeacher | None,
+    dedup: DedupState | None,
+) -> SourceResult:
+    source_in, target = options.input / name, options.out / name
+    rejects = rejects_dir(options.input, options.out) / name
     started = time.perf_counter()
     table = read_source(source_in)
     rejected = REJECT_SCHEMA.empty_table()
     if table.num_rows:
         enc = encoder.get()
-        if dedup is not None:
-            dedup.load_pending(encoder)
         # The search runs on the encoder's first device: --device may name several ("cuda:0,cuda:1"), or
         # just "cuda", which the encoder resolves to every visible GPU.
         device = str(enc.devices[0])
@@ -482,14 +503,11 @@ def mine(
                 if on_encode is not None:
                     on_encode(_name, done, total)
 
-            mark = dedup.mark() if dedup is not None else None
             try:
                 result = mine_source(name, options, encoder, identity, searched,
                                      encoded if on_encode is not None else None, teacher, dedup, list(after))
             except (ValueError, OSError, pa.ArrowException) as exc:  # bad input: record it, go on
                 result = SourceResult(name, FAILED, f"{type(exc).__name__}: {exc}")
-                if dedup is not None and mark is not None:  # rows never written cannot be anyone's kept row
-                    dedup.rollback(mark)
             results.append(result)
             if dedup is not None:  # a later source's rows are compared with this one's kept rows
                 after.append(f"{name}:{fingerprint(options.input / name)}")
@@ -500,7 +518,7 @@ def mine(
     # A run over some sources keeps the record of the others mined earlier with the same model and params.
     previous = read_manifest(record).get("stages", {}).get(STAGE, {}).get("sources", {})
     same = {"model": identity[0], "revision": identity[1], "params": options.params.as_dict(),
-            "filters": options.filters()}
+            "filters": options.public_filters()}
     kept = {
         n: d for n, d in previous.items()
         if {k: ((read_success(options.out / n) or {}).get("key") or {}).get(k) for k in same} == same

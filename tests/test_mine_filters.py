@@ -21,6 +21,7 @@ transformers = pytest.importorskip("transformers")
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+import m3e_data.mine as mine_module  # noqa: E402
 from m3e_data import semdedup  # noqa: E402
 from m3e_data.card import _mining_section  # noqa: E402
 from m3e_data.cli import main  # noqa: E402
@@ -276,6 +277,21 @@ def test_semantic_dedup_reads_skipped_sources_when_a_later_one_needs_them(layout
     results = mine(options(layout, tiny, semantic_dedup=0.999, sources=["qa", "zz_copy"]))
     assert [(r.name, r.status) for r in results] == [("qa", "unchanged"), ("zz_copy", "mined")]
     assert [r["kept_id"] for r in read(layout / "rejects" / "mine" / "zz_copy")] == ["qa/train/1"]
+
+
+def test_a_failed_sources_rows_are_nobodys_kept_rows(layout, tiny, monkeypatch):
+    write_source(layout / "m3e-hq", "zz_copy", True, [PAIRS["sim"][1][0]])
+    real = mine_module.write_rejects
+
+    def fails_for_sim(folder, rejected, key):
+        if folder.name == "sim":
+            raise OSError("disk full")
+        return real(folder, rejected, key)
+
+    monkeypatch.setattr(mine_module, "write_rejects", fails_for_sim)
+    results = mine(options(layout, tiny, semantic_dedup=0.999))
+    assert [(r.name, r.status) for r in results] == [("qa", "mined"), ("sim", "failed"), ("zz_copy", "mined")]
+    assert [r["id"] for r in read(layout / "m3e-hq-with-score" / "zz_copy")] == ["zz_copy/train/0"]
 
 
 def test_cli_options(layout, tiny):
