@@ -258,7 +258,9 @@ class LazyTeacher:
 
             o = self.options
             try:
-                self._score = load_cross_encoder(str(o.score_model), revision=o.score_revision, device=o.device,
+                # One device: --device may list several for the bi-encoder ("cuda:0,cuda:1").
+                device = o.device.split(",")[0].strip() if o.device else None
+                self._score = load_cross_encoder(str(o.score_model), revision=o.score_revision, device=device,
                                                  batch_size=o.batch_size, max_length=o.max_length)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelLoadError(f"cannot load the score model {o.score_model!r}: {exc}") from exc
