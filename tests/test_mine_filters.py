@@ -294,14 +294,18 @@ def test_a_failed_sources_rows_are_nobodys_kept_rows(layout, tiny, monkeypatch):
     assert [r["id"] for r in read(layout / "m3e-hq-with-score" / "zz_copy")] == ["zz_copy/train/0"]
 
 
-def test_cli_options(layout, tiny):
+def test_cli_options(layout, tiny, reranker):
     result = CliRunner().invoke(main, ["mine", "--in", str(layout / "m3e-hq"), "--out",
                                        str(layout / "m3e-hq-with-score"), "--model", str(tiny), "--device", "cpu",
                                        "--no-cache", "--num-negatives", "2", "--consistency-topk", "1",
-                                       "--semantic-dedup", "0.99"])
+                                       "--semantic-dedup", "0.99", "--score-model", str(reranker),
+                                       "--min-positive-score", "-100"])
     assert result.exit_code == 0, result.output
     stage = json.loads((layout / "build-manifest.json").read_text())["stages"]["mine"]
     assert stage["options"]["consistency_topk"] == 1 and stage["options"]["semantic_dedup"] == 0.99
+    assert stage["options"]["min_positive_score"] == -100 and stage["score_model"] == str(reranker)
+    assert sum(stage["dropped"].values()) == len(
+        [r for n in PAIRS for r in read(layout / "rejects" / "mine" / n)])
     bad = CliRunner().invoke(main, ["mine", "--in", "x", "--out", "y", "--consistency-topk", "0"])
     assert bad.exit_code == 2 and "consistency-topk" in bad.output
 
