@@ -35,7 +35,8 @@ from m3e_data.vocabulary import names, old_spelling
 MINE_CAPTION = (
     "rows: rows mined. mined / native: negatives added by the model / kept from the source. short of N: rows "
     "that got fewer negatives than --num-negatives. pos mean / neg mean: mean cosine of the positives / mined "
-    "negatives. margin drops: candidates left out for scoring too close to the positive."
+    "negatives. margin drops: candidates left out for scoring too close to the positive. rows dropped: rows the "
+    "consistency filter or semantic dedup removed (OUT/rejects/mine)."
 )
 
 
@@ -44,18 +45,18 @@ def _summary(results: list[SourceResult], width: int) -> Table:
             Col("mined", drop=2, number=True), Col("native", drop=3, number=True),
             Col("short of N", drop=2, number=True), Col("pos mean", drop=1, number=True),
             Col("neg mean", drop=1, number=True), Col("margin drops", drop=3, number=True),
-            Col("seconds", drop=4, number=True)]
+            Col("rows dropped", drop=2, number=True), Col("seconds", drop=4, number=True)]
     rows = []
     for r in results:
         s = r.stats
         if not s:  # its reason was printed when it finished
-            rows.append([r.name, r.status, *[""] * 8])
+            rows.append([r.name, r.status, *[""] * 9])
             continue
         rows.append([
             r.name, r.status, f"{s['rows']:,}", f"{s['mined_negatives']:,}", f"{s['native_negatives']:,}",
             f"{s['rows_short']:,}", f"{s['positive_scores'].get('mean', float('nan')):.3f}",
             f"{s['mined_scores'].get('mean', float('nan')):.3f}", f"{s['removed']['relative_margin']:,}",
-            "" if r.status == UNCHANGED else f"{r.seconds:.1f}",
+            f"{sum(s.get('dropped', {}).values()):,}", "" if r.status == UNCHANGED else f"{r.seconds:.1f}",
         ])
     return fit_table(cols, rows, width, title="m3e mine", caption=MINE_CAPTION)
 
@@ -92,11 +93,26 @@ def _summary(results: list[SourceResult], width: int) -> Table:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sampling random.")
 @click.option("--only", default=None, metavar="NAMES",
               help="Comma-separated sources to mine (default: every source in --in).")
+@click.option("--consistency-topk", type=click.IntRange(min=1), default=None,
+              help="Drop a row whose positive ranks below K among its source's positives for its query "
+                   "(reason inconsistent_pair; E5's consistency filter). Default: off.")
+@click.option("--min-positive-score", type=float, default=None,
+              help="Drop a row whose positive_score is below X (reason low_positive_score): the cosine, or the "
+                   "--score-model's logit when one is given. Default: off.")
+@click.option("--score-model", default=None,
+              help="Cross-encoder (Hub id or folder, e.g. BAAI/bge-reranker-base) whose raw logits replace the "
+                   "scores; the --model still mines the negatives.")
+@click.option("--score-revision", default=None, help="Hub revision of --score-model.")
+@click.option("--semantic-dedup", type=click.FloatRange(-1, 1), default=None, metavar="THRESHOLD",
+              help="Drop a row whose (query, positive) pair is within THRESHOLD cosine (mean of the query and "
+                   "positive cosines) of a kept row's, in this or an earlier source (reason semantic_duplicate, "
+                   "kept_id). Default: off.")
 def mine_command(
     input_dir: Path, out: Path, model: str, revision: str | None, device: str | None, batch_size: int,
     max_length: int, cache_dir: Path | None, no_cache: bool, chunk_size: int | None, rank_range: str,
     relative_margin: float, max_score: float | None, num_negatives: int, sampling: str, seed: int,
-    only: str | None,
+    only: str | None, consistency_topk: int | None, min_positive_score: float | None,
+    score_model: str | None, score_revision: str | None, semantic_dedup: float | None,
 ) -> None:
     """Add hard negatives and cosine scores to m3e-hq, per source (-> m3e-hq-with-score)."""
     require_extra("mine", "mine")
@@ -113,7 +129,8 @@ def mine_command(
         input=input_dir, out=out, model=model, revision=revision, device=device, batch_size=batch_size,
         max_length=max_length, cache_dir=None if no_cache else (cache_dir or default_cache_dir(input_dir, out)),
         chunk_size=chunk_size, sources=names(only) or None,
-        params=params,
+        params=params, consistency_topk=consistency_topk, min_positive_score=min_positive_score,
+        score_model=score_model, score_revision=score_revision, semantic_dedup=semantic_dedup,
     )
     resume = ("Rerun the same command to resume: every finished source has its _SUCCESS.json and is skipped; "
               "embeddings already computed are reused from the cache (unless --no-cache).")
