@@ -226,14 +226,14 @@ def test_ctrl_c_during_mine_then_the_rerun_table_at_80_columns(tmp_path, monkeyp
         write_source(tmp_path / "m3e-hq", name, homogeneous, rows)
     texts = [t for _, rows in PAIRS.values() for r in rows for t in (r[0], r[1], *r[2])]
     model = make_tiny_bert(tmp_path / "tiny", texts)
-    real = mine_module.mine_table
+    real = mine_module.mine_rows
 
     def interrupted_on_sim(table, *args, **kwargs):
         if table.column("source")[0].as_py() == "sim":
             raise KeyboardInterrupt
         return real(table, *args, **kwargs)
 
-    monkeypatch.setattr(mine_module, "mine_table", interrupted_on_sim)
+    monkeypatch.setattr(mine_module, "mine_rows", interrupted_on_sim)
     args = ["mine", "--in", str(tmp_path / "m3e-hq"), "--out", str(tmp_path / "scored"), "--model", str(model),
             "--device", "cpu", "--num-negatives", "2"]
     result = _invoke(args, LOG)
