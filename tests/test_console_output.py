@@ -241,7 +241,7 @@ def test_ctrl_c_during_mine_then_the_rerun_table_at_80_columns(tmp_path, monkeyp
     assert "interrupted (Ctrl-C) while sim was running" in result.stderr
     assert "mine finished before that: qa." in result.stderr
 
-    monkeypatch.setattr(mine_module, "mine_table", real)
+    monkeypatch.setattr(mine_module, "mine_rows", real)
     again = _invoke(args, AT_80)
     assert again.exit_code == 0, again.output
     _fits(again.stdout)
