@@ -3,6 +3,8 @@ hq, train): each row's `commercial` flag, its licence, and its source's catalog 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 
 from m3e_data.catalog import COMMERCIAL_LICENSES, Source, load_catalog
@@ -33,3 +35,24 @@ def row_problems(table: pa.Table, where: str, catalog: dict[str, Source] | None 
 
 def licences(table: pa.Table) -> set[str]:
     return set(table["license"].unique().to_pylist())
+
+
+def commercial_folders(data_dir: Path, only: list[str] | None) -> list[str]:
+    """The source folders of a stage output that a commercial-only run may read: commercial in the catalog,
+    named by `only` if given, and every row passing `row_problems` (else ValueError naming them)."""
+    import pyarrow.parquet as pq
+
+    catalog = load_catalog()
+    folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    chosen = [p for p in folders if (only is None or p.name in only) and p.name in catalog
+              and catalog[p.name].commercial]
+    problems: list[str] = []
+    for folder in chosen:
+        for part in sorted(folder.glob("part-*.parquet")):
+            table = pq.read_table(part, columns=["source", "license", "commercial"])
+            problems += row_problems(table, f"{folder.name}/{part.name}", catalog)
+    if problems:
+        raise ValueError("rows a commercial-only run must not read:\n  " + "\n  ".join(problems[:20]))
+    if not chosen:
+        raise ValueError(f"{data_dir}: holds no commercial source" + (" among --only" if only else ""))
+    return [p.name for p in chosen]

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from m3e_data.commercial import commercial_folders
 from m3e_data.console import Col, fit_table, messages, resumable, table_width, tables
 from m3e_data.mine import (
     FAILED,
@@ -93,6 +94,8 @@ def _summary(results: list[SourceResult], width: int) -> Table:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sampling random.")
 @click.option("--only", default=None, metavar="NAMES",
               help="Comma-separated sources to mine (default: every source in --in).")
+@click.option("--commercial-only", is_flag=True,
+              help="Mine only sources whose licence permits commercial use; every row is re-checked first.")
 @click.option("--consistency-topk", type=click.IntRange(min=1), default=None,
               help="Drop a row whose positive ranks below K among its source's positives for its query "
                    "(reason inconsistent_pair; E5's consistency filter). Default: off.")
@@ -111,7 +114,7 @@ def mine_command(
     input_dir: Path, out: Path, model: str, revision: str | None, device: str | None, batch_size: int,
     max_length: int, cache_dir: Path | None, no_cache: bool, chunk_size: int | None, rank_range: str,
     relative_margin: float, max_score: float | None, num_negatives: int, sampling: str, seed: int,
-    only: str | None, consistency_topk: int | None, min_positive_score: float | None,
+    only: str | None, commercial_only: bool, consistency_topk: int | None, min_positive_score: float | None,
     score_model: str | None, score_revision: str | None, semantic_dedup: float | None,
 ) -> None:
     """Add hard negatives and cosine scores to m3e-hq, per source (-> m3e-hq-with-score)."""
@@ -125,10 +128,16 @@ def mine_command(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     local_or_hub(model, "--model", "mine")
+    chosen = names(only) or None
+    if commercial_only:
+        try:
+            chosen = commercial_folders(input_dir, chosen)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     options = MineOptions(
         input=input_dir, out=out, model=model, revision=revision, device=device, batch_size=batch_size,
         max_length=max_length, cache_dir=None if no_cache else (cache_dir or default_cache_dir(input_dir, out)),
-        chunk_size=chunk_size, sources=names(only) or None,
+        chunk_size=chunk_size, sources=chosen,
         params=params, consistency_topk=consistency_topk, min_positive_score=min_positive_score,
         score_model=score_model, score_revision=score_revision, semantic_dedup=semantic_dedup,
     )

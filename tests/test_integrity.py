@@ -361,3 +361,22 @@ def test_a_users_file_in_an_unselected_output_stops_the_run_and_stays(tmp_path):
                                        str(out), "--workers", "1", "--commercial-only"])
     assert result.exit_code == 1 and "notes.txt" in " ".join(result.output.split())
     assert "Traceback" not in result.output and notes.read_text(encoding="utf-8") == "mine"
+
+
+def test_mine_commercial_only_mines_commercial_sources_and_rechecks_their_rows(tmp_path):
+    pytest.importorskip("torch")
+    from tests.test_encoder import make_tiny_bert
+
+    out = tmp_path / "out"
+    build_cli(out, commercial_only=False, recipe="paws_x,cmrc2018")
+    texts = [t for p in (out / "m3e-hq").glob("*/part-*.parquet")
+             for row in pq.read_table(p, columns=["query", "positive"]).to_pylist() for t in row.values()]
+    model = make_tiny_bert(tmp_path / "tiny", texts)
+    args = ["mine", "--in", str(out / "m3e-hq"), "--out", str(out / "m3e-hq-with-score"), "--model", str(model),
+            "--device", "cpu", "--num-negatives", "2", "--commercial-only"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "m3e-hq-with-score").iterdir() if not p.name.startswith(".")) == ["paws_x"]
+    rewrite_first(next((out / "m3e-hq" / "paws_x").glob("part-*.parquet")), "license", "CC-BY-NC-4.0")
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "paws_x" in refused.output and "CC-BY-NC-4.0" in refused.output
