@@ -156,29 +156,33 @@ def _short(n: int) -> str:
     return f"{round(n / 1024)}k" if n >= 1000 else str(n)
 
 
-def lengths_chart(sources: dict[str, dict[str, Any]], bins: list[int], side: str) -> str:
-    """A heat map: one row per source, one column per length bin, shade = share of the source's kept rows."""
-    label_w, cell_w, row_h = 170, 52, 18
-    edges = [*bins, None]
-    parts = []
-    for j in range(len(bins)):
-        lo, hi = edges[j], edges[j + 1]
-        label = f"{_short(lo)}+" if hi is None else f"{_short(lo)}-{_short(hi - 1)}"
-        parts.append(f'<text x="{label_w + j * cell_w + cell_w / 2}" y="12" text-anchor="middle" '
-                     f'font-size="10">{label}</text>')
-    for i, (name, src) in enumerate(sources.items()):
-        hist = src.get("lengths", {}).get(side, [])
+def _heatmap(chart: str, labels: list[str], rows: list[tuple[str, list[int]]], cell_w: int, what: str) -> str:
+    """One row per source, one column per bin, shade = the bin's share of the row; `what` names a cell in its
+    tooltip ("<source> <what> <bin label>: n")."""
+    label_w, row_h = 170, 18
+    parts = [f'<text x="{label_w + j * cell_w + cell_w / 2}" y="12" text-anchor="middle" font-size="10">'
+             f'{_esc(label)}</text>' for j, label in enumerate(labels)]
+    for i, (name, hist) in enumerate(rows):
         total = sum(hist) or 1
         y = 18 + i * row_h
         parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{_esc(name)}</text>')
         for j, n in enumerate(hist):
             parts.append(
                 f'<rect x="{label_w + j * cell_w}" y="{y}" width="{cell_w - 1}" height="{row_h - 1}" '
-                f'fill="{_heat(n / total)}"><title>{_esc(name)} {side} {edges[j]}+ chars: {n:,}</title></rect>'
+                f'fill="{_heat(n / total)}"><title>{_esc(name)} {what} {_esc(labels[j])}: {n:,}</title></rect>'
             )
-    height = 18 + max(len(sources), 1) * row_h
-    return (f'<svg class="chart" data-chart="{side}-lengths" width="{label_w + cell_w * len(bins) + 10}" '
+    height = 18 + max(len(rows), 1) * row_h
+    return (f'<svg class="chart" data-chart="{chart}" width="{label_w + cell_w * len(labels) + 10}" '
             f'height="{height}" role="img">{"".join(parts)}</svg>')
+
+
+def lengths_chart(sources: dict[str, dict[str, Any]], bins: list[int], side: str) -> str:
+    """A heat map: one row per source, one column per length bin, shade = share of the source's kept rows."""
+    edges = [*bins, None]
+    labels = [f"{_short(lo)}+" if hi is None else f"{_short(lo)}-{_short(hi - 1)}"
+              for lo, hi in zip(edges, edges[1:], strict=False)]
+    rows = [(name, src.get("lengths", {}).get(side, [])) for name, src in sources.items()]
+    return _heatmap(f"{side}-lengths", labels, rows, 52, f"{side} chars")
 
 
 def overlap_chart(overlap: dict[str, dict[str, int]]) -> str:
@@ -357,25 +361,9 @@ def mined_scores(out: Path) -> dict[str, Any] | None:
 
 def score_chart(sources: dict[str, Any], key: str, bins: list[float]) -> str:
     """A heat map like the length charts: one row per source, one column per score bin."""
-    label_w, cell_w, row_h = 170, 44, 18
-    parts = []
-    for j, lo in enumerate(bins):
-        label = f"<{bins[1]:g}" if j == 0 else (f"≥{lo:g}" if j == len(bins) - 1 else f"{lo:g}")
-        parts.append(f'<text x="{label_w + j * cell_w + cell_w / 2}" y="12" text-anchor="middle" '
-                     f'font-size="10">{_esc(label)}</text>')
-    for i, (name, src) in enumerate(sources.items()):
-        hist = src[key]
-        total = sum(hist) or 1
-        y = 18 + i * row_h
-        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{_esc(name)}</text>')
-        for j, n in enumerate(hist):
-            parts.append(
-                f'<rect x="{label_w + j * cell_w}" y="{y}" width="{cell_w - 1}" height="{row_h - 1}" '
-                f'fill="{_heat(n / total)}"><title>{_esc(name)} {key} {bins[j]:g}: {n:,}</title></rect>'
-            )
-    height = 18 + max(len(sources), 1) * row_h
-    return (f'<svg class="chart" data-chart="{key}-scores" width="{label_w + cell_w * len(bins) + 10}" '
-            f'height="{height}" role="img">{"".join(parts)}</svg>')
+    labels = [f"<{bins[1]:g}" if j == 0 else (f"≥{lo:g}" if j == len(bins) - 1 else f"{lo:g}")
+              for j, lo in enumerate(bins)]
+    return _heatmap(f"{key}-scores", labels, [(name, src[key]) for name, src in sources.items()], 44, key)
 
 
 def mined_html(scores: dict[str, Any] | None) -> str:
