@@ -20,6 +20,7 @@ from m3e_data.catalog import COMMERCIAL_LICENSES, Source
 from m3e_data.hub_stage import ALL_CONFIG, StagedRepo, public_mining_record, public_model_name
 from m3e_data.schema import UNIFIED_SCHEMA
 from m3e_data.store import atomic_write_text
+from m3e_data.teacher import public_name
 
 # Licence ids the Hub's `license:` field accepts, for the licences our catalog uses
 # (https://huggingface.co/docs/hub/repositories-licenses). Anything else is "other" (a named licence the
@@ -311,6 +312,10 @@ def _mining_section(staged: StagedRepo, manifest: dict[str, Any]) -> str:
         "comparable within one model and revision only.",
         "",
     ]
+    if isinstance(mine, dict) and mine.get("score_model"):
+        out[0] = (f"Negatives were mined per source (in-domain) with an encoder; `positive_score` and "
+                  f"`negative_scores[i]` are teacher scores of (query, positive) and (query, negatives[i]) from "
+                  f"the cross-encoder `{public_name(str(mine['score_model']))}` (raw logits).")
     if isinstance(mine, dict) and mine:
         # Local paths and timestamps say nothing to a reader of the card.
         described = {k: v for k, v in mine.items() if k not in ("sources", "finished")}
@@ -321,8 +326,13 @@ def _mining_section(staged: StagedRepo, manifest: dict[str, Any]) -> str:
         if isinstance(described.get("options"), dict) and "model" in described["options"]:
             described["options"]["model"] = public_model_name(
                 str(described["options"]["model"]), described.get("revision"))
+        if "score_model" in described:
+            described["score_model"] = public_name(str(described["score_model"]))
+        if isinstance(described.get("options"), dict) and described["options"].get("score_model"):
+            described["options"]["score_model"] = public_name(str(described["options"]["score_model"]))
         for key, label in (("model", "model"), ("revision", "revision"), ("score", "score"),
-                           ("score_meaning", "score meaning")):
+                           ("score_meaning", "score meaning"), ("score_model", "score model"),
+                           ("mining_score", "mining score")):
             if key in described:
                 out.append(f"- **{label}**: {_cell(described.pop(key))}")
         if described:

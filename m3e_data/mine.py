@@ -24,13 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m3e_data import __version__
+from m3e_data import __version__, ownership
+from m3e_data.hq import REJECT_SCHEMA as HQ_REJECT_SCHEMA
 from m3e_data.manifest import MANIFEST, now, read_manifest, write_stage
-from m3e_data.mining import SCORE_MEANING, MiningParams, SourceStats, mine_table
+from m3e_data.mining import SCORE_MEANING, MiningParams, SourceStats, distribution, filter_reasons, mine_rows
 from m3e_data.schema import UNIFIED_SCHEMA, conform
+from m3e_data.semdedup import near_duplicates, pair_vectors
 from m3e_data.store import (
     SUCCESS,
     PartWriter,
@@ -44,7 +47,14 @@ from m3e_data.store import (
 STAGE = "mine"
 METADATA_KEY = b"m3e_data.mining"
 # Bump when a change to mining would change its output for the same input and parameters.
-MINING_VERSION = 1
+MINING_VERSION = 2
+SEMANTIC_DUPLICATE = "semantic_duplicate"
+# The hq stage's reject columns, plus what the mine filters decided on: the positive's rank among the
+# source's positives, and a semantic duplicate's pair cosine to its kept row (kept_id).
+REJECT_SCHEMA = (
+    HQ_REJECT_SCHEMA.append(pa.field("positive_rank", pa.int32(), nullable=True))
+    .append(pa.field("similarity", pa.float32(), nullable=True))
+)
 
 MINED, UNCHANGED, FAILED = "mined", "unchanged", "failed"
 OWNER = "mine"  # the marker name of a mined source folder (m3e_data.ownership)
@@ -68,6 +78,12 @@ def record_folder(input_dir: Path, out: Path) -> Path:
     return out.parent if input_dir.resolve().parent == parent else out
 
 
+def rejects_dir(input_dir: Path, out: Path) -> Path:
+    """OUT/rejects/mine beside the build's other rejects; inside --out (hidden) when --out is no build's."""
+    folder = record_folder(input_dir, out)
+    return folder / "rejects" / STAGE if folder != out else out / ".rejects" / STAGE
+
+
 def default_cache_dir(input_dir: Path, out: Path) -> Path:
     folder = record_folder(input_dir, out)
     return folder / "cache" / "embeddings" if folder != out else out / ".cache" / "embeddings"
@@ -86,13 +102,40 @@ class MineOptions:
     chunk_size: int | None = None
     sources: list[str] | None = None
     params: MiningParams = field(default_factory=MiningParams)
+    consistency_topk: int | None = None
+    min_positive_score: float | None = None
+    score_model: str | None = None
+    score_revision: str | None = None
+    semantic_dedup: float | None = None
+
+    def filters(self) -> dict[str, Any]:
+        """What decides which mined rows are kept and what their scores mean (part of a source's key)."""
+        return {"consistency_topk": self.consistency_topk, "min_positive_score": self.min_positive_score,
+                "score_model": self.score_model, "score_revision": self.score_revision,
+                "semantic_dedup": self.semantic_dedup}
+
+    def public_filters(self) -> dict[str, Any]:
+        """filters() as published in the Parquet metadata: a local score model by its folder name only."""
+        from m3e_data.teacher import public_name
+
+        filters = self.filters()
+        if self.score_model:
+            filters["score_model"] = public_name(self.score_model)
+        return filters
+
+    def score_meaning(self) -> str:
+        if self.score_model is None:
+            return SCORE_MEANING
+        from m3e_data.teacher import score_meaning
+
+        return score_meaning(self.score_model, self.score_revision)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "in": str(self.input), "out": str(self.out), "model": self.model, "revision": self.revision,
             "device": self.device, "batch_size": self.batch_size, "max_length": self.max_length,
             "cache_dir": str(self.cache_dir) if self.cache_dir else None, "chunk_size": self.chunk_size,
-            "sources": self.sources, **self.params.as_dict(),
+            "sources": self.sources, **self.params.as_dict(), **self.filters(),
         }
 
 
@@ -178,9 +221,111 @@ class LazyEncoder:
             self._encoder.close()
 
 
+class LazyTeacher:
+    """The cross-encoder of --score-model, loaded when a source first needs scoring."""
+
+    def __init__(self, options: MineOptions) -> None:
+        self.options = options
+        self._score: Any = None
+
+    def get(self) -> Any:
+        if self._score is None:
+            from m3e_data.teacher import load_cross_encoder
+
+            o = self.options
+            try:
+                self._score = load_cross_encoder(str(o.score_model), revision=o.score_revision, device=o.device,
+                                                 batch_size=o.batch_size, max_length=o.max_length)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ModelLoadError(f"cannot load the score model {o.score_model!r}: {exc}") from exc
+        return self._score
+
+
+@dataclass
+class DedupState:
+    """Kept pairs of the sources before this one in the run, for --semantic-dedup across sources.
+
+    A source skipped as unchanged is only named in `pending`: its kept rows are encoded (the embedding
+    cache makes that cheap) when a later source needs mining, never when nothing does.
+    """
+
+    vectors: list[Any] = field(default_factory=list)
+    queries: list[Any] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    pending: list[Path] = field(default_factory=list)
+
+    def add(self, ids: list[str], query_emb: Any, positive_emb: Any) -> None:
+        self.ids += ids
+        self.queries.append(query_emb)
+        self.vectors.append(pair_vectors(query_emb, positive_emb))
+
+    def load_pending(self, encoder: LazyEncoder) -> None:
+        for folder in self.pending:
+            table = read_source(folder)
+            if table.num_rows:
+                self.add(table.column("id").to_pylist(), encoder.encode(table.column("query").to_pylist()),
+                         encoder.encode(table.column("positive").to_pylist()))
+        self.pending = []
+
+    def arrays(self) -> tuple[Any, Any]:
+        if not self.vectors:
+            return None, None
+        return np.concatenate(self.vectors), np.concatenate(self.queries)
+
+
 def read_source(folder: Path) -> pa.Table:
     tables = [pq.read_table(p) for p in parquet_files(folder)]
     return conform(pa.concat_tables(tables)) if tables else UNIFIED_SCHEMA.empty_table()
+
+
+def filter_rows(mined: Any, options: MineOptions, dedup: DedupState | None) -> tuple[pa.Table, pa.Table]:
+    """(kept rows, rejected rows with reason, kept_id, positive_rank, similarity) of one mined source."""
+    table = mined.table
+    scores = table.column("positive_score").to_numpy(zero_copy_only=False)
+    ranks = mined.positive_rank if mined.positive_rank is not None else np.ones(table.num_rows, np.int64)
+    reasons = filter_reasons(ranks, scores, topk=options.consistency_topk, min_score=options.min_positive_score)
+    kept_id = np.full(table.num_rows, None, dtype=object)
+    similarity = np.full(table.num_rows, np.nan, dtype=np.float32)
+    if dedup is not None:
+        candidates = np.flatnonzero(reasons == None)  # noqa: E711
+        prior_vectors, prior_queries = dedup.arrays()
+        kept_of, sims = near_duplicates(
+            pair_vectors(mined.query_emb[candidates], mined.positive_emb[candidates]),
+            mined.query_emb[candidates], float(options.semantic_dedup),
+            prior_vectors=prior_vectors, prior_cluster_on=prior_queries, seed=options.params.seed)
+        ids = dedup.ids + [table.column("id")[int(i)].as_py() for i in candidates]
+        dup = kept_of >= 0
+        reasons[candidates[dup]] = SEMANTIC_DUPLICATE
+        kept_id[candidates[dup]] = [ids[j] for j in kept_of[dup]]
+        similarity[candidates[dup]] = sims[dup]
+        survivors = candidates[~dup]
+        dedup.add([table.column("id")[int(i)].as_py() for i in survivors], mined.query_emb[survivors],
+                  mined.positive_emb[survivors])
+    drop = reasons != None  # noqa: E711
+    rejected = table.filter(pa.array(drop))
+    n = rejected.num_rows
+    rejected = (rejected.append_column("reason", pa.array(reasons[drop].tolist(), pa.string()))
+                .append_column("kept_id", pa.array(kept_id[drop].tolist(), pa.string()))
+                .append_column("matched", pa.nulls(n, pa.string()))
+                .append_column("positive_rank", pa.array(ranks[drop].astype(np.int32), pa.int32(),
+                                                         mask=None if mined.positive_rank is not None
+                                                         else np.ones(n, dtype=bool)))
+                .append_column("similarity", pa.array(similarity[drop], pa.float32(),
+                                                      mask=np.isnan(similarity[drop]))))
+    return table.filter(pa.array(~drop)), rejected.cast(REJECT_SCHEMA)
+
+
+def write_rejects(folder: Path, rejected: pa.Table, key: dict[str, Any]) -> None:
+    """OUT/rejects/mine/<source>/, atomically; a source without rejects this time leaves no folder."""
+    if not rejected.num_rows:
+        ownership.remove(folder, OWNER)
+        return
+    with staged_folder(folder, OWNER) as tmp:
+        writer = PartWriter(tmp, REJECT_SCHEMA)
+        writer.write(rejected)
+        parts = writer.finish()
+        atomic_write_json(tmp / SUCCESS, {"key": key, "stage": STAGE, "parts": parts, "rows": writer.rows,
+                                          "finished": now()})
 
 
 def mine_source(
@@ -190,7 +335,11 @@ def mine_source(
     model_identity: tuple[str, str],
     on_search: Callable[[int], None] | None = None,
     on_encode: Callable[[int, int], None] | None = None,
+    teacher: LazyTeacher | None = None,
+    dedup: DedupState | None = None,
+    after: list[str] | None = None,
 ) -> SourceResult:
+    """Mine one source; `after` (with --semantic-dedup) fingerprints the sources deduplicated before it."""
     source_in = options.input / name
     target = options.out / name
     key = {
@@ -199,16 +348,24 @@ def mine_source(
         "revision": model_identity[1],
         "max_length": options.max_length,
         "params": options.params.as_dict(),
+        "filters": options.public_filters(),
+        "after": after or [],
         "mining_version": MINING_VERSION,
     }
+    rejects = rejects_dir(options.input, options.out) / name
     done = read_success(target)
     if done is not None and done.get("key") == key:
+        if dedup is not None:
+            dedup.pending.append(target)
         return SourceResult(name, UNCHANGED, stats=done.get("stats", {}))
 
     started = time.perf_counter()
     table = read_source(source_in)
+    rejected = REJECT_SCHEMA.empty_table()
     if table.num_rows:
         enc = encoder.get()
+        if dedup is not None:
+            dedup.load_pending(encoder)
         # The search runs on the encoder's first device: --device may name several ("cuda:0,cuda:1"), or
         # just "cuda", which the encoder resolves to every visible GPU.
         device = str(enc.devices[0])
@@ -216,15 +373,32 @@ def mine_source(
         def encode(texts: list[str]) -> Any:
             return encoder.encode(texts, on_progress=on_encode)
 
-        mined, stats = mine_table(table, encode, options.params, device=device,
-                                  chunk_size=options.chunk_size, on_search=on_search)
+        result = mine_rows(table, encode, options.params, device=device, chunk_size=options.chunk_size,
+                           on_search=on_search, ranks=options.consistency_topk is not None)
+        stats = result.stats
+        if teacher is not None:
+            from m3e_data.teacher import rescore
+
+            result.table = rescore(result.table, teacher.get())
+        mined, rejected = filter_rows(result, options, dedup)
+        if result.positive_rank is not None:
+            stats.positive_ranks = distribution(result.positive_rank)
+        if teacher is not None:  # the score distributions describe the scores the rows carry
+            stats.positive_scores = distribution(result.table.column("positive_score").to_numpy())
+            flat = result.table.column("negative_scores").combine_chunks().flatten().to_numpy()
+            stats.mined_scores, stats.native_scores = distribution(flat), {}
     else:
         mined, stats = table, SourceStats()
+    stats.rows_kept = mined.num_rows
+    reasons, counts = np.unique(rejected.column("reason").to_numpy(zero_copy_only=False), return_counts=True)
+    stats.dropped = {str(r): int(c) for r, c in zip(reasons, counts, strict=True)}
+    write_rejects(rejects, rejected, key)
     record = {
         "model": model_identity[0],
         "revision": model_identity[1],
-        "score": SCORE_MEANING,
+        "score": options.score_meaning(),
         "params": options.params.as_dict(),
+        "filters": options.public_filters(),
         "max_length": options.max_length,
         "source": name,
         "stats": stats.as_dict(),
@@ -261,6 +435,9 @@ def mine(
     clean_stale(options.out)  # only our temps (store.TEMP_PREFIX) whose run is dead: never a user's .tmp
     encoder = LazyEncoder(options, show_progress)
     identity = encoder.identity()
+    teacher = LazyTeacher(options) if options.score_model else None
+    dedup = DedupState() if options.semantic_dedup is not None else None
+    after: list[str] = []
     results: list[SourceResult] = []
     try:
         for name in names:
@@ -277,17 +454,20 @@ def mine(
 
             try:
                 result = mine_source(name, options, encoder, identity, searched,
-                                     encoded if on_encode is not None else None)
+                                     encoded if on_encode is not None else None, teacher, dedup, list(after))
             except (ValueError, OSError, pa.ArrowException) as exc:  # bad input: record it, go on
                 result = SourceResult(name, FAILED, f"{type(exc).__name__}: {exc}")
             results.append(result)
+            if dedup is not None:  # a later source's rows are compared with this one's kept rows
+                after.append(f"{name}:{fingerprint(options.input / name)}")
             if on_done is not None:
                 on_done(result)
     finally:
         encoder.close()
     # A run over some sources keeps the record of the others mined earlier with the same model and params.
     previous = read_manifest(record).get("stages", {}).get(STAGE, {}).get("sources", {})
-    same = {"model": identity[0], "revision": identity[1], "params": options.params.as_dict()}
+    same = {"model": identity[0], "revision": identity[1], "params": options.params.as_dict(),
+            "filters": options.filters()}
     kept = {
         n: d for n, d in previous.items()
         if {k: ((read_success(options.out / n) or {}).get("key") or {}).get(k) for k in same} == same
@@ -296,7 +476,9 @@ def mine(
         "finished": now(),
         "model": identity[0],
         "revision": identity[1],
-        "score": SCORE_MEANING,
+        "score": options.score_meaning(),
+        **({"score_model": options.score_model, "mining_score": SCORE_MEANING} if options.score_model else {}),
+        "rejects": str(rejects_dir(options.input, options.out).relative_to(record)),
         "options": options.as_dict(),
         "sources": {**kept, **{r.name: r.as_dict() for r in results}},
     })

@@ -28,19 +28,19 @@ from m3e_data.vocabulary import names, old_spelling
 def _summary(results: list[SourceResult]) -> Table:
     table = Table(title="m3e mine")
     cols = ("source", "status", "rows", "mined", "native", "short of N", "pos mean", "neg mean",
-            "margin drops", "seconds")
+            "margin drops", "rows dropped", "seconds")
     for col in cols:
         table.add_column(col, justify="left" if col in ("source", "status") else "right")
     for r in results:
         s = r.stats
         if not s:
-            table.add_row(r.name, r.status, *[""] * 7, r.reason)
+            table.add_row(r.name, r.status, *[""] * 8, r.reason)
             continue
         table.add_row(
             r.name, r.status, f"{s['rows']:,}", f"{s['mined_negatives']:,}", f"{s['native_negatives']:,}",
             f"{s['rows_short']:,}", f"{s['positive_scores'].get('mean', float('nan')):.3f}",
             f"{s['mined_scores'].get('mean', float('nan')):.3f}", f"{s['removed']['relative_margin']:,}",
-            f"{r.seconds:.1f}",
+            f"{sum(s.get('dropped', {}).values()):,}", f"{r.seconds:.1f}",
         )
     return table
 
@@ -77,11 +77,26 @@ def _summary(results: list[SourceResult]) -> Table:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sampling random.")
 @click.option("--only", default=None, metavar="NAMES",
               help="Comma-separated sources to mine (default: every source in --in).")
+@click.option("--consistency-topk", type=click.IntRange(min=1), default=None,
+              help="Drop a row whose positive ranks below K among its source's positives for its query "
+                   "(reason inconsistent_pair; E5's consistency filter). Default: off.")
+@click.option("--min-positive-score", type=float, default=None,
+              help="Drop a row whose positive_score is below X (reason low_positive_score): the cosine, or the "
+                   "--score-model's logit when one is given. Default: off.")
+@click.option("--score-model", default=None,
+              help="Cross-encoder (Hub id or folder, e.g. BAAI/bge-reranker-base) whose raw logits replace the "
+                   "scores; the --model still mines the negatives.")
+@click.option("--score-revision", default=None, help="Hub revision of --score-model.")
+@click.option("--semantic-dedup", type=click.FloatRange(-1, 1), default=None, metavar="THRESHOLD",
+              help="Drop a row whose (query, positive) pair is within THRESHOLD cosine (mean of the query and "
+                   "positive cosines) of a kept row's, in this or an earlier source (reason semantic_duplicate, "
+                   "kept_id). Default: off.")
 def mine_command(
     input_dir: Path, out: Path, model: str, revision: str | None, device: str | None, batch_size: int,
     max_length: int, cache_dir: Path | None, no_cache: bool, chunk_size: int | None, rank_range: str,
     relative_margin: float, max_score: float | None, num_negatives: int, sampling: str, seed: int,
-    only: str | None,
+    only: str | None, consistency_topk: int | None, min_positive_score: float | None,
+    score_model: str | None, score_revision: str | None, semantic_dedup: float | None,
 ) -> None:
     """Add hard negatives and cosine scores to m3e-hq, per source (-> m3e-hq-with-score)."""
     require_extra("mine", "mine")
@@ -98,7 +113,8 @@ def mine_command(
         input=input_dir, out=out, model=model, revision=revision, device=device, batch_size=batch_size,
         max_length=max_length, cache_dir=None if no_cache else (cache_dir or default_cache_dir(input_dir, out)),
         chunk_size=chunk_size, sources=names(only) or None,
-        params=params,
+        params=params, consistency_topk=consistency_topk, min_positive_score=min_positive_score,
+        score_model=score_model, score_revision=score_revision, semantic_dedup=semantic_dedup,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed:,} {task.fields[unit]}"), TimeElapsedColumn(), console=messages, transient=True) as progress:

@@ -83,6 +83,10 @@ class SourcePlan:
     group_keys: np.ndarray  # uint64 hash of each group's normalised query
     group_excluded: list[np.ndarray]  # corpus indices a group must not get: positives, query, natives
     group_wanted: np.ndarray  # negatives to mine per group: N minus the fewest natives of its rows
+    # The consistency filter ranks a row's positive among the source's positives (corpus[:n_positive_texts],
+    # added first) other than its group's own positives and its query (group_own).
+    n_positive_texts: int = 0
+    group_own: list[np.ndarray] = field(default_factory=list)
 
 
 def plan_source(
@@ -113,6 +117,7 @@ def plan_source(
     # Symmetric sources: any anchor is also a fine negative for another anchor.
     for raw in positives:
         add(raw)
+    n_positive_texts = len(corpus)
     if homogeneous:
         for raw in queries:
             add(raw)
@@ -121,6 +126,7 @@ def plan_source(
     group_query: list[str] = []
     group_norm: list[str] = []
     excluded: list[set[int]] = []
+    own: list[set[int]] = []
     fewest_natives: list[int] = []
     group_of_row = np.empty(len(queries), dtype=np.int64)
     for row, (q, p, natives) in enumerate(zip(queries, positives, negatives, strict=True)):
@@ -131,6 +137,7 @@ def plan_source(
             group_query.append(q)
             group_norm.append(qn)
             excluded.append(set())
+            own.append(set())
             fewest_natives.append(len(natives))
         group_of_row[row] = g
         fewest_natives[g] = min(fewest_natives[g], len(natives))
@@ -139,6 +146,10 @@ def plan_source(
             idx = corpus_index.get(norm_of(text))
             if idx is not None:
                 excluded[g].add(idx)
+        for text in (q, p):
+            idx = corpus_index.get(norm_of(text))
+            if idx is not None and idx < n_positive_texts:
+                own[g].add(idx)
     return SourcePlan(
         corpus=corpus,
         corpus_keys=text_keys([norm_of(t) for t in corpus]),
@@ -147,6 +158,8 @@ def plan_source(
         group_keys=text_keys(group_norm),
         group_excluded=[np.fromiter(sorted(s), dtype=np.int64, count=len(s)) for s in excluded],
         group_wanted=np.maximum(num_negatives - np.asarray(fewest_natives, dtype=np.int64), 0),
+        n_positive_texts=n_positive_texts,
+        group_own=[np.fromiter(sorted(s), dtype=np.int64, count=len(s)) for s in own],
     )
 
 
@@ -189,6 +202,71 @@ def search_topk(
             sims = torch.mm(q, corpus_t.T, out=block[: stop - start])
             scores, indices = torch.topk(sims, k, dim=1, sorted=True)
             yield start, scores.cpu().numpy(), indices.cpu().numpy()
+
+
+def positive_ranks(
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    group_of_row: np.ndarray,
+    positive_scores: np.ndarray,
+    own: Sequence[np.ndarray],
+    *,
+    chunk_size: int | None = None,
+    device: str = "cpu",
+) -> np.ndarray:
+    """1-based rank of each row's positive among the candidate positives, for its group's query.
+
+    A candidate counts when it scores strictly above the row's positive; the group's own positives and its
+    query (`own`) never count. Exact, in chunks of groups, so memory grows with N, not N².
+    """
+    import torch
+
+    ranks = np.ones(len(group_of_row), dtype=np.int64)
+    if len(candidates) == 0 or len(group_of_row) == 0:
+        return ranks
+    order = np.argsort(group_of_row, kind="stable")
+    sorted_groups = group_of_row[order]
+    step = chunk_rows(len(candidates), chunk_size)
+    with torch.inference_mode():
+        cand = torch.from_numpy(np.ascontiguousarray(candidates, dtype=np.float32)).to(device)
+        for start in range(0, len(queries), step):
+            stop = min(len(queries), start + step)
+            q = torch.from_numpy(np.ascontiguousarray(queries[start:stop], dtype=np.float32)).to(device)
+            sims = q @ cand.T
+            own_rows = np.concatenate([np.full(len(own[g]), g - start) for g in range(start, stop)])
+            own_cols = np.concatenate([own[g] for g in range(start, stop)])
+            sims[torch.from_numpy(own_rows.astype(np.int64)), torch.from_numpy(own_cols.astype(np.int64))] = -np.inf
+            lo, hi = np.searchsorted(sorted_groups, [start, stop])
+            rows = order[lo:hi]
+            if len(rows) == stop - start:  # one row per group, the usual case: no gathered copy of sims
+                r = rows[np.argsort(group_of_row[rows], kind="stable")]
+                pos = torch.from_numpy(np.ascontiguousarray(positive_scores[r], dtype=np.float32)).to(device)
+                ranks[r] = 1 + (sims > pos[:, None]).sum(dim=1).cpu().numpy()
+                continue
+            for s in range(0, len(rows), step):
+                r = rows[s:s + step]
+                local = torch.from_numpy(group_of_row[r] - start).to(device)
+                pos = torch.from_numpy(np.ascontiguousarray(positive_scores[r], dtype=np.float32)).to(device)
+                ranks[r] = 1 + (sims[local] > pos[:, None]).sum(dim=1).cpu().numpy()
+    return ranks
+
+
+INCONSISTENT, LOW_SCORE = "inconsistent_pair", "low_positive_score"
+
+
+def filter_reasons(
+    ranks: np.ndarray, positive_scores: np.ndarray, *, topk: int | None, min_score: float | None
+) -> np.ndarray:
+    """Why each row is dropped (None: kept): its positive ranks below `topk`, or scores below `min_score`.
+
+    A row failing both is `inconsistent_pair` (the rank is the stronger evidence of a wrong pair).
+    """
+    reasons = np.full(len(ranks), None, dtype=object)
+    if min_score is not None:
+        reasons[np.asarray(positive_scores) < min_score] = LOW_SCORE
+    if topk is not None:
+        reasons[np.asarray(ranks) > topk] = INCONSISTENT
+    return reasons
 
 
 @dataclass
@@ -357,6 +435,10 @@ class SourceStats:
     positive_scores: dict[str, Any] = field(default_factory=dict)
     mined_scores: dict[str, Any] = field(default_factory=dict)
     native_scores: dict[str, Any] = field(default_factory=dict)
+    # After mining: rows each filter dropped (reason -> rows), the rows written, and the positive ranks.
+    dropped: dict[str, int] = field(default_factory=dict)
+    rows_kept: int = 0
+    positive_ranks: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -370,6 +452,17 @@ def _pair_scores(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.nd
     return out
 
 
+@dataclass
+class Mined:
+    """One source's mined rows, with what the filters after mining need (no second encoding)."""
+
+    table: pa.Table
+    stats: SourceStats
+    positive_rank: np.ndarray | None  # (rows,) 1-based rank of the positive among the source's positives
+    query_emb: np.ndarray  # (rows, dim) each row's query embedding
+    positive_emb: np.ndarray  # (rows, dim)
+
+
 def mine_table(
     table: pa.Table,
     encode: Any,
@@ -380,6 +473,22 @@ def mine_table(
     on_search: Any = None,
 ) -> tuple[pa.Table, SourceStats]:
     """Mine one source's rows. `encode(list[str]) -> float32 (n, dim)` L2-normalised embeddings."""
+    mined = mine_rows(table, encode, params, device=device, chunk_size=chunk_size, on_search=on_search)
+    return mined.table, mined.stats
+
+
+def mine_rows(
+    table: pa.Table,
+    encode: Any,
+    params: MiningParams,
+    *,
+    device: str = "cpu",
+    chunk_size: int | None = None,
+    on_search: Any = None,
+    ranks: bool = False,
+) -> Mined:
+    """mine_table, keeping each row's query and positive embeddings, and with `ranks` the rank of its
+    positive (a second pass over the source's positives, as costly as the search: only when asked)."""
     queries = table.column("query").to_pylist()
     positives = table.column("positive").to_pylist()
     natives = table.column("negatives").to_pylist()
@@ -443,4 +552,6 @@ def mine_table(
     stats.native_scores = distribution(flat_native)
     stats.mined_scores = distribution(flat_mined)
     out = assemble(table, positive_scores, flat_native, mined_texts, flat_mined, mined_counts)
-    return out, stats
+    rank = positive_ranks(emb[q_rows], emb[: plan.n_positive_texts], plan.group_of_row, positive_scores,
+                          plan.group_own, chunk_size=chunk_size, device=device) if ranks else None
+    return Mined(out, stats, rank, emb[query_of_row], emb[p_rows])

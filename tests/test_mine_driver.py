@@ -118,21 +118,21 @@ def test_rerun_skips_finished_sources_without_loading_the_model(layout, tiny, mo
 
 
 def test_interrupted_run_resumes_at_the_unfinished_source(layout, tiny, monkeypatch):
-    real = mine_module.mine_table
+    real = mine_module.mine_rows
 
     def dies_on_sim(table, *args, **kwargs):
         if table.column("source")[0].as_py() == "sim":
             raise KeyboardInterrupt
         return real(table, *args, **kwargs)
 
-    monkeypatch.setattr(mine_module, "mine_table", dies_on_sim)
+    monkeypatch.setattr(mine_module, "mine_rows", dies_on_sim)
     with pytest.raises(KeyboardInterrupt):
         mine(options(layout, tiny))
     out = layout / "m3e-hq-with-score"
     assert (out / "qa" / SUCCESS).is_file()
     assert not (out / "sim").exists() and not list(out.glob(".*.tmp"))
 
-    monkeypatch.setattr(mine_module, "mine_table", real)
+    monkeypatch.setattr(mine_module, "mine_rows", real)
     assert [(r.name, r.status) for r in mine(options(layout, tiny))] == [("qa", "unchanged"), ("sim", "mined")]
 
 

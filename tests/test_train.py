@@ -206,31 +206,81 @@ def test_batches_are_single_source_without_duplicates(build):
     assert 0.5 < flat[0] < 0.9
 
 
-def test_cosent_is_chosen_for_scored_data(build):
+def test_loss_choice_for_scored_data(build):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         CoSENTLoss,
+        DistillKLDivLoss,
         MultipleNegativesRankingLoss,
     )
 
-    scored = _sets(build["scored"])
-    assert list(scored) == ["gamma"]
-    table, kind = scored["gamma"]
+    # auto is InfoNCE for every source, scored or not: the mined negatives act as negatives.
+    assert tdata.AUTO_LOSS == "infonce"
+    auto = _sets(build["scored"])
+    assert list(auto) == ["gamma"] and auto["gamma"][1] == tdata.NEGATIVES
+    assert auto["gamma"][0].column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert _sets(build["scored"], loss="infonce")["gamma"][1] == tdata.NEGATIVES
+    table, kind = _sets(build["scored"], loss="cosent")["gamma"]
     assert kind == tdata.SCORED
     assert table.column_names == ["sentence1", "sentence2", "score"]
     gamma_train_rows = 300 - 20
     assert table.num_rows == gamma_train_rows * 3  # one positive and two negatives per row
-    # Forced InfoNCE on the same rows uses the negatives instead; CoSENT on unscored rows is refused.
-    assert _sets(build["scored"], loss="infonce")["gamma"][1] == tdata.NEGATIVES
-    with pytest.raises(ValueError, match="scores"):
-        _sets(build["build"], loss="cosent")
+    # CoSENT and distillation on unscored rows are refused, not silently replaced.
+    for loss in ("cosent", "distill"):
+        with pytest.raises(ValueError, match="scores"):
+            _sets(build["build"], loss=loss)
     model = SentenceTransformer(str(build["model"]), device="cpu")
     cosent = build_loss(model, tdata.SCORED)
     assert isinstance(cosent, CoSENTLoss) and cosent.scale == 20.0
     infonce = build_loss(model, tdata.PAIRS, temperature=0.05)
     assert type(infonce) is MultipleNegativesRankingLoss and infonce.scale == pytest.approx(20.0)
     assert isinstance(build_loss(model, tdata.NEGATIVES, mini_batch_size=4), CachedMultipleNegativesRankingLoss)
+    assert isinstance(build_loss(model, tdata.DISTILL, temperature=0.05), DistillKLDivLoss)
+
+
+def test_distillation_targets_are_the_rows_teacher_scores(build):
+    from sentence_transformers import SentenceTransformer
+
+    sets = _sets(build["scored"], loss="distill")
+    table, kind = sets["gamma"]
+    assert kind == tdata.DISTILL and table.column_names[-1] == "label"
+    rows = tdata.load_rows(str(build["scored"]), heldout_rows=20).sources["gamma"].train
+    by_query = {(r["query"], r["positive"]): r for r in rows.to_pylist()}
+    for got in table.slice(0, 20).to_pylist():
+        row = by_query[(got["anchor"], got["positive"])]
+        assert got["label"] == pytest.approx([row["positive_score"], *row["negative_scores"]])
+        assert [got["negative_1"], got["negative_2"]] == row["negatives"]
+    # The loss is the KL from softmax(teacher) to softmax(student cosines / T), times T² (written out here).
+    model = SentenceTransformer(str(build["model"]), device="cpu")
+    batch = table.slice(0, 8).to_pydict()
+    features = [model.preprocess(batch[c]) for c in ("anchor", "positive", "negative_1", "negative_2")]
+    labels = torch.tensor(batch["label"])
+    value = build_loss(model, tdata.DISTILL, temperature=0.05)(features, labels)
+    with torch.no_grad():
+        emb = [torch.nn.functional.normalize(model(f)["sentence_embedding"], dim=-1) for f in
+               [model.preprocess(batch[c]) for c in ("anchor", "positive", "negative_1", "negative_2")]]
+    student = torch.stack([(emb[0] * e).sum(-1) for e in emb[1:]], dim=1) / 0.05
+    teacher = torch.softmax(labels, dim=1)
+    want = (teacher * (teacher.log() - torch.log_softmax(student, dim=1))).sum(1).mean() * 0.05**2
+    assert float(value.detach()) == pytest.approx(float(want), rel=1e-3) and float(value.detach()) > 0
+
+
+def test_train_runs_with_distillation(build, tmp_path):
+    from m3e_data.cli import main
+
+    out = tmp_path / "distilled"
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(build["scored"]), "--model", str(build["model"]), "--out", str(out), "--loss",
+         "distill", "--max-steps", "3", "--batch-size", "8", "--max-length", "32", "--heldout-rows", "20",
+         "--log-every", "1"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "eval_results.json").read_text())
+    assert summary["steps"] == 3 and summary["sources"][0]["kind"] == tdata.DISTILL
+    assert summary["hyperparameters"]["loss"] == "distill"
 
 
 def _grads(model, loss, features) -> dict[str, torch.Tensor]:
@@ -266,7 +316,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(build, monkeypatch):
     out = build["root"] / "resumed"
     config = TrainConfig(
         data=str(build["scored"]), model=str(build["model"]), out=out, max_steps=12, batch_size=16, lr=5e-3,
-        warmup=0.0, max_length=32, heldout_rows=20, checkpoint_every=4, log_every=2,
+        warmup=0.0, max_length=32, heldout_rows=20, checkpoint_every=4, log_every=2, loss="cosent",
     )
     original = SentenceTransformerTrainer.training_step
     calls = {"n": 0}

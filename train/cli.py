@@ -69,8 +69,11 @@ def _prompts(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per text.")
 @click.option("--temperature", type=float, default=0.05, show_default=True,
               help="InfoNCE temperature (M3E's released models used 0.01).")
-@click.option("--loss", type=click.Choice(["auto", "infonce", "cosent"]), default="auto", show_default=True,
-              help="auto: CoSENT (scale 20) for sources whose rows carry scores, InfoNCE (+ hard negatives) otherwise.")
+@click.option("--loss", type=click.Choice(["auto", "infonce", "cosent", "distill"]), default="auto",
+              show_default=True,
+              help="infonce: in-batch + hard negatives; cosent: CoSENT (scale 20) on the rows' scores; distill: KL "
+                   "to the teacher scores of mine --score-model over each row's candidates; auto: infonce for "
+                   "every source (pending the ablation).")
 @click.option("--num-negatives", type=int, default=7, show_default=True,
               help="Hard negatives per row at most (0: in-batch negatives only).")
 @click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,

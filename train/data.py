@@ -26,7 +26,12 @@ from m3e_data.store import SUCCESS, parquet_files, read_success
 STAGES = ("m3e-hq-with-score", "m3e-hq")
 
 # What a source trains as; decided per source from what its rows carry (see `training_kind`).
-PAIRS, NEGATIVES, SCORED = "pairs", "negatives", "scored"
+PAIRS, NEGATIVES, SCORED, DISTILL = "pairs", "negatives", "scored", "distill"
+LOSSES = ("auto", "infonce", "cosent", "distill")
+# What --loss auto means. InfoNCE with the hard negatives for every source, mined or not (what BGE and E5
+# do with mined negatives); CoSENT on the miner's own cosines would leave them unused as negatives. The
+# ablation (benchmarks/bench_quality.py) is to confirm or change this choice.
+AUTO_LOSS = "infonce"
 # A source's rows without negatives form a second training set named <source>__pairs, and rows with
 # fewer hard negatives than most form <source>__neg<k> (names must be valid dataset split names, so no
 # slash).
@@ -249,32 +254,39 @@ def has_scores(table: pa.Table) -> bool:
 
 
 def training_kind(table: pa.Table, loss: str) -> str:
-    """What a source trains as, given --loss auto|infonce|cosent.
+    """What a source trains as, given --loss auto|infonce|cosent|distill.
 
-    auto: CoSENT for a source whose rows carry scores (the with-score stage), else InfoNCE, with the hard
-    negatives when the rows have them. cosent on rows without scores is an error, not a silent fallback.
+    auto is AUTO_LOSS (InfoNCE, with the hard negatives when the rows have them, scored or not). cosent and
+    distill need rows with scores (the with-score stage): without them they are an error, not a silent
+    fallback.
     """
-    if loss not in ("auto", "infonce", "cosent"):
+    if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}")
-    if loss == "cosent" or (loss == "auto" and has_scores(table)):
+    loss = AUTO_LOSS if loss == "auto" else loss
+    if loss in ("cosent", "distill"):
         if not has_scores(table):
-            raise ValueError("--loss cosent needs rows with scores (the m3e-hq-with-score stage)")
-        return SCORED
+            raise ValueError(f"--loss {loss} needs rows with scores (the m3e-hq-with-score stage)")
+        return SCORED if loss == "cosent" else DISTILL
     n_neg = pc.list_value_length(table["negatives"])
     return NEGATIVES if pc.max(n_neg).as_py() else PAIRS
 
 
 def contrastive_columns(table: pa.Table, num_negatives: int,
-                        min_bucket_rows: int = MIN_BUCKET_ROWS) -> dict[str, pa.Table]:
+                        min_bucket_rows: int = MIN_BUCKET_ROWS, with_scores: bool = False) -> dict[str, pa.Table]:
     """InfoNCE tables: (anchor, positive[, negative_1..k]), keyed by sub-set suffix.
 
     The loss needs the same number of negatives in every row of a batch, so rows are grouped by how many
     they have (capped by num_negatives): the largest group is the source's own set (suffix ""), others are
     "<source>__neg<k>". A group under `min_bucket_rows` joins the next smaller one, its rows truncated to
     that k (one short row no longer truncates every row of the source). Rows without negatives train as
-    plain pairs in "<source>__pairs". Every batch still comes from one source.
+    plain pairs in "<source>__pairs". Every batch still comes from one source. `with_scores` adds the
+    teacher's scores of (positive, negative_1..k) as `label` (distillation); a row whose scores do not line
+    up with its negatives has no target and trains as a pair.
     """
     lengths = pc.list_value_length(table["negatives"]).fill_null(0).to_numpy(zero_copy_only=False)
+    if with_scores:
+        n_scores = pc.list_value_length(table["negative_scores"]).fill_null(-1).to_numpy(zero_copy_only=False)
+        lengths = np.where(n_scores == lengths, lengths, 0)
     ks = np.minimum(lengths, max(num_negatives, 0))
     buckets: list[tuple[int, np.ndarray]] = []  # (k, row indices), largest k first
     pending = np.empty(0, dtype=np.int64)
@@ -292,6 +304,11 @@ def contrastive_columns(table: pa.Table, num_negatives: int,
         flat = pc.list_slice(rows["negatives"], 0, k)
         for j in range(k):
             cols[f"negative_{j + 1}"] = pc.list_element(flat, j)
+        if with_scores:
+            scores = pc.list_slice(rows["negative_scores"], 0, k)
+            cols["label"] = pa.array([[p, *n] for p, n in zip(rows["positive_score"].to_pylist(),
+                                                               scores.to_pylist(), strict=True)],
+                                     pa.list_(pa.float32()))
         out["" if b == main else f"{NEG_SUFFIX}{k}"] = pa.table(cols)
     pairs = table.filter(pa.array(ks == 0))
     if pairs.num_rows:
@@ -333,8 +350,10 @@ def training_tables(data: TrainData, *, loss: str, num_negatives: int) -> dict[s
         if kind == SCORED:
             sets[name] = (scored_pairs(rows.train), SCORED)
             continue
-        for suffix, table in contrastive_columns(rows.train, num_negatives).items():
-            sets[name + suffix] = (table, NEGATIVES if "negative_1" in table.column_names else PAIRS)
+        distill = kind == DISTILL
+        for suffix, table in contrastive_columns(rows.train, num_negatives, with_scores=distill).items():
+            has_negatives = "negative_1" in table.column_names
+            sets[name + suffix] = (table, (DISTILL if distill else NEGATIVES) if has_negatives else PAIRS)
     return sets
 
 
@@ -344,7 +363,10 @@ def source_of(set_name: str) -> str:
 
 
 __all__ = [
+    "AUTO_LOSS",
     "COLUMNS",
+    "DISTILL",
+    "LOSSES",
     "NEGATIVES",
     "PAIRS",
     "SCORED",
