@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m3e_data import __version__, ownership
-from m3e_data.hq import REJECT_SCHEMA as HQ_REJECT_SCHEMA
 from m3e_data.manifest import MANIFEST, now, read_manifest, write_stage
 from m3e_data.mining import SCORE_MEANING, MiningParams, SourceStats, distribution, filter_reasons, mine_rows
 from m3e_data.schema import UNIFIED_SCHEMA, conform
@@ -49,12 +48,17 @@ METADATA_KEY = b"m3e_data.mining"
 # Bump when a change to mining would change its output for the same input and parameters.
 MINING_VERSION = 2
 SEMANTIC_DUPLICATE = "semantic_duplicate"
-# The hq stage's reject columns, plus what the mine filters decided on: the positive's rank among the
-# source's positives, and a semantic duplicate's pair cosine to its kept row (kept_id).
-REJECT_SCHEMA = (
-    HQ_REJECT_SCHEMA.append(pa.field("positive_rank", pa.int32(), nullable=True))
-    .append(pa.field("similarity", pa.float32(), nullable=True))
-)
+# The hq stage's reject columns (hq.REJECT_SCHEMA, spelled out: importing hq costs a second), plus what the
+# mine filters decided on: the positive's rank among the source's positives, and a semantic duplicate's
+# pair cosine to its kept row (kept_id).
+REJECT_SCHEMA = pa.schema([
+    *UNIFIED_SCHEMA,
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("kept_id", pa.string(), nullable=True),
+    pa.field("matched", pa.string(), nullable=True),
+    pa.field("positive_rank", pa.int32(), nullable=True),
+    pa.field("similarity", pa.float32(), nullable=True),
+])
 
 MINED, UNCHANGED, FAILED = "mined", "unchanged", "failed"
 OWNER = "mine"  # the marker name of a mined source folder (m3e_data.ownership)
@@ -234,7 +238,9 @@ class LazyTeacher:
 
             o = self.options
             try:
-                self._score = load_cross_encoder(str(o.score_model), revision=o.score_revision, device=o.device,
+                # One device: --device may list several for the bi-encoder ("cuda:0,cuda:1").
+                device = o.device.split(",")[0].strip() if o.device else None
+                self._score = load_cross_encoder(str(o.score_model), revision=o.score_revision, device=device,
                                                  batch_size=o.batch_size, max_length=o.max_length)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelLoadError(f"cannot load the score model {o.score_model!r}: {exc}") from exc
@@ -258,6 +264,12 @@ class DedupState:
         self.ids += ids
         self.queries.append(query_emb)
         self.vectors.append(pair_vectors(query_emb, positive_emb))
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.ids), len(self.vectors)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        del self.ids[mark[0]:], self.vectors[mark[1]:], self.queries[mark[1]:]
 
     def load_pending(self, encoder: LazyEncoder) -> None:
         for folder in self.pending:
@@ -352,20 +364,41 @@ def mine_source(
         "after": after or [],
         "mining_version": MINING_VERSION,
     }
-    rejects = rejects_dir(options.input, options.out) / name
     done = read_success(target)
     if done is not None and done.get("key") == key:
         if dedup is not None:
             dedup.pending.append(target)
         return SourceResult(name, UNCHANGED, stats=done.get("stats", {}))
 
+    if dedup is not None:
+        dedup.load_pending(encoder)
+        mark = dedup.mark()
+    try:
+        return _mine_and_write(name, options, encoder, model_identity, key, on_search, on_encode, teacher, dedup)
+    except BaseException:
+        if dedup is not None:  # rows never written cannot be any later row's kept row
+            dedup.rollback(mark)
+        raise
+
+
+def _mine_and_write(
+    name: str,
+    options: MineOptions,
+    encoder: LazyEncoder,
+    model_identity: tuple[str, str],
+    key: dict[str, Any],
+    on_search: Callable[[int], None] | None,
+    on_encode: Callable[[int, int], None] | None,
+    teacher: LazyTeacher | None,
+    dedup: DedupState | None,
+) -> SourceResult:
+    source_in, target = options.input / name, options.out / name
+    rejects = rejects_dir(options.input, options.out) / name
     started = time.perf_counter()
     table = read_source(source_in)
     rejected = REJECT_SCHEMA.empty_table()
     if table.num_rows:
         enc = encoder.get()
-        if dedup is not None:
-            dedup.load_pending(encoder)
         # The search runs on the encoder's first device: --device may name several ("cuda:0,cuda:1"), or
         # just "cuda", which the encoder resolves to every visible GPU.
         device = str(enc.devices[0])
@@ -467,13 +500,18 @@ def mine(
     # A run over some sources keeps the record of the others mined earlier with the same model and params.
     previous = read_manifest(record).get("stages", {}).get(STAGE, {}).get("sources", {})
     same = {"model": identity[0], "revision": identity[1], "params": options.params.as_dict(),
-            "filters": options.filters()}
+            "filters": options.public_filters()}
     kept = {
         n: d for n, d in previous.items()
         if {k: ((read_success(options.out / n) or {}).get("key") or {}).get(k) for k in same} == same
     }
+    dropped: dict[str, int] = {}
+    for r in results:
+        for reason, n in r.stats.get("dropped", {}).items():
+            dropped[reason] = dropped.get(reason, 0) + n
     write_stage(record, STAGE, {
         "finished": now(),
+        "dropped": dropped,
         "model": identity[0],
         "revision": identity[1],
         "score": options.score_meaning(),

@@ -21,6 +21,7 @@ transformers = pytest.importorskip("transformers")
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+import m3e_data.mine as mine_module  # noqa: E402
 from m3e_data import semdedup  # noqa: E402
 from m3e_data.card import _mining_section  # noqa: E402
 from m3e_data.cli import main  # noqa: E402
@@ -208,6 +209,7 @@ def test_consistency_filter_rejects_beside_the_builds_others(layout, tiny):
         assert manifest["sources"][name]["dropped"] == {k: v for k, v in dropped.items() if v}
         assert manifest["sources"][name]["rows_kept"] == len(kept)
     assert sum(len(read(rejects / n)) for n in PAIRS) > 0  # the tiny model disagrees with some pairs
+    assert sum(manifest["dropped"].values()) == sum(len(read(rejects / n)) for n in PAIRS)
 
     # Filters off again: the same sources re-mine (the filters are part of their key), rejects go away.
     assert {r.status for r in mine(options(layout, tiny))} == {"mined"}
@@ -277,20 +279,43 @@ def test_semantic_dedup_reads_skipped_sources_when_a_later_one_needs_them(layout
     assert [r["kept_id"] for r in read(layout / "rejects" / "mine" / "zz_copy")] == ["qa/train/1"]
 
 
-def test_cli_options(layout, tiny):
+def test_a_failed_sources_rows_are_nobodys_kept_rows(layout, tiny, monkeypatch):
+    write_source(layout / "m3e-hq", "zz_copy", True, [PAIRS["sim"][1][0]])
+    real = mine_module.write_rejects
+
+    def fails_for_sim(folder, rejected, key):
+        if folder.name == "sim":
+            raise OSError("disk full")
+        return real(folder, rejected, key)
+
+    monkeypatch.setattr(mine_module, "write_rejects", fails_for_sim)
+    results = mine(options(layout, tiny, semantic_dedup=0.999))
+    assert [(r.name, r.status) for r in results] == [("qa", "mined"), ("sim", "failed"), ("zz_copy", "mined")]
+    assert [r["id"] for r in read(layout / "m3e-hq-with-score" / "zz_copy")] == ["zz_copy/train/0"]
+
+
+def test_cli_options(layout, tiny, reranker):
     result = CliRunner().invoke(main, ["mine", "--in", str(layout / "m3e-hq"), "--out",
                                        str(layout / "m3e-hq-with-score"), "--model", str(tiny), "--device", "cpu",
                                        "--no-cache", "--num-negatives", "2", "--consistency-topk", "1",
-                                       "--semantic-dedup", "0.99"])
+                                       "--semantic-dedup", "0.99", "--score-model", str(reranker),
+                                       "--min-positive-score", "-100"])
     assert result.exit_code == 0, result.output
     stage = json.loads((layout / "build-manifest.json").read_text())["stages"]["mine"]
     assert stage["options"]["consistency_topk"] == 1 and stage["options"]["semantic_dedup"] == 0.99
+    assert stage["options"]["min_positive_score"] == -100 and stage["score_model"] == str(reranker)
+    assert sum(stage["dropped"].values()) == len(
+        [r for n in PAIRS for r in read(layout / "rejects" / "mine" / n)])
     bad = CliRunner().invoke(main, ["mine", "--in", "x", "--out", "y", "--consistency-topk", "0"])
     assert bad.exit_code == 2 and "consistency-topk" in bad.output
 
 
 def test_rejected_rows_table_layout():
-    assert REJECT_SCHEMA.names[-3:] == ["matched", "positive_rank", "similarity"]
+    from m3e_data.hq import REJECT_SCHEMA as HQ_REJECT_SCHEMA
+
+    # The build's other rejects' columns first (one reader for every stage's rejects), then mine's own.
+    assert pa.schema(list(REJECT_SCHEMA)[: len(HQ_REJECT_SCHEMA)]) == HQ_REJECT_SCHEMA.remove_metadata()
+    assert REJECT_SCHEMA.names[-2:] == ["positive_rank", "similarity"]
     assert REJECT_SCHEMA.field("positive_rank").type == pa.int32()
 
 

@@ -1,6 +1,6 @@
 """train/ under torchrun: two CPU processes (gloo), sources of different losses in one run, negatives
-gathered across processes. A step where one process drew a CoSENT batch and the other an InfoNCE one
-would hang in all_gather; the run must instead finish and write one model folder."""
+gathered across processes. A step where one process drew a distillation batch and the other an InfoNCE
+one would hang in all_gather; the run must instead finish and write one model folder."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.slow
 def test_two_process_run_with_mixed_losses_finishes(tmp_path):
     topics = Topics(seed=1)
     stage = tmp_path / "build" / "m3e-hq-with-score"
-    write_source(stage, corpus_rows("alpha", 400, topics=topics, duplicate_every=5))  # pairs -> InfoNCE
-    write_source(stage, corpus_rows("beta", 200, topics=topics, n_negatives=2))  # + hard negatives
-    write_source(stage, corpus_rows("gamma", 150, topics=topics, n_negatives=2, scored=True))  # CoSENT
+    # --loss distill: rows without negatives train as InfoNCE pairs, rows with scored negatives distil.
+    write_source(stage, corpus_rows("alpha", 400, topics=topics, duplicate_every=5, scored=True))  # pairs
+    write_source(stage, corpus_rows("gamma", 150, topics=topics, n_negatives=2, scored=True))  # distill
     model = tiny_bert(tmp_path / "base", topics.vocab)
     script = tmp_path / "cli.py"
     script.write_text("from m3e_data.cli import main\nmain()\n")
@@ -33,7 +33,7 @@ def test_two_process_run_with_mixed_losses_finishes(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
            "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           "train", "--data", str(tmp_path / "build"), "--model", str(model), "--out", str(out),
+           "train", "--data", str(tmp_path / "build"), "--model", str(model), "--out", str(out), "--loss", "distill",
            "--max-steps", "12", "--batch-size", "8", "--max-length", "32", "--heldout-rows", "10",
            "--log-every", "2", "--checkpoint-every", "100", "--lr", "5e-3", "--warmup", "0"]
     try:
@@ -45,7 +45,7 @@ def test_two_process_run_with_mixed_losses_finishes(tmp_path):
     assert results["steps"] == 12
     assert results["hyperparameters"]["processes"] == 2
     assert results["hyperparameters"]["global_batch_size"] == 16
-    assert {s["kind"] for s in results["sources"]} == {"pairs", "negatives", "scored"}
+    assert {s["kind"] for s in results["sources"]} == {"pairs", "distill"}
     assert results["before"] and results["after"]  # evaluated once, on the main process
     assert (out / "modules.json").is_file() and not (out / "checkpoints").exists()
     assert not list(Path(out).glob(".model.*.tmp"))
