@@ -118,7 +118,7 @@ def make_data(real: Path, work: Path) -> tuple[Path, list[Path], list[Path]]:
     # paws_x (google-research-datasets/paws-x Parquet): 150 dev rows train, 150 are the test split.
     lines = (real / "paws_x_dev_real" / "dev_2k.head300.tsv").read_text("utf-8").splitlines()
     header = lines[0].split("\t")
-    pairs = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+    pairs = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
     pairs = [{"id": int(p["id"]), "sentence1": p["sentence1"], "sentence2": p["sentence2"], "label": int(p["label"])}
              for p in pairs]
     _parquet(src / "paws_x" / "zh" / "train-00000-of-00001.parquet", pairs[:150])
