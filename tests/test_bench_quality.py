@@ -60,3 +60,12 @@ def test_unknown_arm_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _bench().main(["--out", str(tmp_path), "--arms", "a,z"])
     assert "unknown arms ['z']" in capsys.readouterr().err
+
+
+def test_a_work_folder_it_did_not_write_is_left_alone(tmp_path, capsys, shared_fixtures):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        _bench().main(["--out", str(tmp_path), "--real", str(shared_fixtures)])
+    assert "was not written by this script" in capsys.readouterr().err
+    assert (tmp_path / "work" / "notes.txt").read_text(encoding="utf-8") == "mine"
