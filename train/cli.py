@@ -73,7 +73,7 @@ def _prompts(values: tuple[str, ...]) -> dict[str, str]:
               show_default=True,
               help="infonce: in-batch + hard negatives; cosent: CoSENT (scale 20) on the rows' scores; distill: KL "
                    "to the teacher scores of mine --score-model over each row's candidates; auto: infonce for "
-                   "every source (pending the ablation).")
+                   "every source (what benchmarks/bench_quality.py supports; see the README).")
 @click.option("--num-negatives", type=int, default=7, show_default=True,
               help="Hard negatives per row at most (0: in-batch negatives only).")
 @click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,

@@ -30,7 +30,7 @@ PAIRS, NEGATIVES, SCORED, DISTILL = "pairs", "negatives", "scored", "distill"
 LOSSES = ("auto", "infonce", "cosent", "distill")
 # What --loss auto means. InfoNCE with the hard negatives for every source, mined or not (what BGE and E5
 # do with mined negatives); CoSENT on the miner's own cosines would leave them unused as negatives. The
-# ablation (benchmarks/bench_quality.py) is to confirm or change this choice.
+# ablation (benchmarks/bench_quality.py, README "Data quality") found CoSENT clearly worse and nothing better.
 AUTO_LOSS = "infonce"
 # A source's rows without negatives form a second training set named <source>__pairs, and rows with
 # fewer hard negatives than most form <source>__neg<k> (names must be valid dataset split names, so no
