@@ -16,6 +16,7 @@ import pytest
 
 from m3e_data import readers
 from m3e_data.readers import BadRow, collecting_notes, iter_csv, iter_json, iter_squad, iter_tsv, read_file
+from tests.test_readers import _CountingReader
 
 
 def write(path, data: bytes):
@@ -129,22 +130,7 @@ def test_json_lines_with_a_bad_first_line_are_streamed_and_lose_only_that_line(t
     seen = [0]
     real_open = readers.open_binary
 
-    class Counting:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-        def __iter__(self):
-            for line in self.fh:
-                seen[0] += len(line)
-                yield line
-
-    monkeypatch.setattr(readers, "open_binary", lambda path, **kw: Counting(real_open(path, **kw)))
+    monkeypatch.setattr(readers, "open_binary", lambda path, **kw: _CountingReader(real_open(path, **kw), seen))
     n = 30_000
     body = "".join(json.dumps({"news_id": str(i), "title": f"第{i}条新闻"}, ensure_ascii=False) + "\n" for i in range(n))
     path = write(tmp_path / "news2016zh_train.json", first + b"\n" + body.encode())
