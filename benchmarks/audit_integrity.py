@@ -27,15 +27,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from m3e_data.build import BuildOptions, build, build_source
 from m3e_data.catalog import load_catalog
-from m3e_data.locate import demo_root
+from m3e_data.stages.normalize.locate import demo_root
+from m3e_data.stages.normalize.stage import BuildOptions, build, build_source
 
 FUZZ_SOURCES = ("lawzhidao", "hc3_chinese", "firefly", "csl", "miracl_corpus", "cmrc2018", "cinlid", "webqa",
                 "simclue", "zhuiyi_nl2sql", "chinese_squad", "dureader_robust")
 DAMAGE = ("bad_byte", "cut_line", "quote", "nul", "gbk_line", "garbage_first_line", "surrogate", "empty_file",
           "cut_gzip", "cut_end")
-CLI = [sys.executable, "-c", "from m3e_data.cli import main; main()"]
+CLI = [sys.executable, "-c", "from m3e_data.cli.main import main; main()"]
 
 
 def damage(data: bytes, how: str, rng: random.Random) -> bytes:
@@ -159,7 +159,7 @@ def concurrency(rows: int = 300_000) -> dict[str, int]:
     import json
     import time
 
-    from m3e_data.lock import LOCK_FILE
+    from m3e_data.storage.lock import LOCK_FILE
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src" / "news2016zh" / "new2016zh"

@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import m3e_data
-from m3e_data.locate import demo_root
+from m3e_data.stages.normalize.locate import demo_root
 
-CLI = "from m3e_data.cli import main; main()"
+CLI = "from m3e_data.cli.main import main; main()"
 
 
 def run(*args: object) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from m3e_data.fingerprint import HashCache, fingerprint_files, hash_file
+from m3e_data.storage.fingerprint import HashCache, fingerprint_files, hash_file
 
 NEWS2016ZH_GB = 9.0
 

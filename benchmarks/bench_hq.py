@@ -47,10 +47,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m3e_data.dedup import near_duplicates, pair_similarity, question_rows, similarities
-from m3e_data.minhash import MinHashParams, band_keys, signatures
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.store import SUCCESS, atomic_write_json
+from m3e_data.stages.hq.dedup import near_duplicates, pair_similarity, question_rows, similarities
+from m3e_data.stages.hq.minhash import MinHashParams, band_keys, signatures
+from m3e_data.storage.store import SUCCESS, atomic_write_json
 
 SOURCES = ("bench_a", "bench_b", "bench_c", "bench_d")
 S2S = ("bench_d",)  # a similarity source: query and positive alike in length, matched in either order
@@ -435,7 +435,7 @@ def baseline(queries: list[str], positives: list[str], truth: pl.DataFrame) -> d
     """datasketch's plain pipeline: MinHash.update per shingle (default sha1 hash), MinHashLSH(0.8)."""
     from datasketch import MinHash, MinHashLSH
 
-    from m3e_data.minhash import shingles
+    from m3e_data.stages.hq.minhash import shingles
 
     n = len(queries)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -475,7 +475,7 @@ def near_dedup_only(queries: list[str], positives: list[str], truth: pl.DataFram
 
 
 def run_stage(out: Path, workers: int) -> dict[str, float]:
-    from m3e_data.hq import HqConfig, run_hq
+    from m3e_data.stages.hq.stage import HqConfig, run_hq
 
     t0, c0 = time.perf_counter(), _cpu_seconds()
     results = run_hq(out, workers=workers)
@@ -495,7 +495,7 @@ def _rss_mb() -> tuple[float, float]:
 
 
 def child_hq(out: Path, workers: int) -> None:
-    from m3e_data.hq import run_hq
+    from m3e_data.stages.hq.stage import run_hq
 
     t0, c0 = time.perf_counter(), _cpu_seconds()
     results = run_hq(out, workers=workers)
@@ -535,7 +535,7 @@ def main() -> None:
     targets: list[str] = []
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         if args.siblings:
-            from m3e_data.hq import run_hq
+            from m3e_data.stages.hq.stage import run_hq
 
             out = Path(tmp) / "siblings"
             truth = generate_siblings(args.siblings, out)

@@ -67,8 +67,8 @@ def peak_rss_mib() -> float:
 
 
 def run_ours(n: int, device: str) -> dict:
-    from m3e_data.encoder import Encoder
-    from m3e_data.mining import MiningParams, mine_table
+    from m3e_data.stages.mine.encoder import Encoder
+    from m3e_data.stages.mine.mining import MiningParams, mine_table
 
     queries, positives = synthetic_pairs(n)
     table = _table(queries, positives)
@@ -147,7 +147,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def search_ours(n: int, device: str) -> dict:
     import torch  # noqa: F401 - imported before the clock starts, as sentence-transformers' side has it
 
-    from m3e_data.mining import MiningParams, mine_table
+    from m3e_data.stages.mine.mining import MiningParams, mine_table
 
     queries, positives = synthetic_pairs(n)
     index, matrix = fake_embeddings(queries, positives)
@@ -211,7 +211,7 @@ def search_st(n: int, device: str) -> dict:
 def encode_both(n: int, device: str) -> dict:
     from sentence_transformers import SentenceTransformer
 
-    from m3e_data.encoder import Encoder
+    from m3e_data.stages.mine.encoder import Encoder
 
     queries, positives = synthetic_pairs(n)
     texts = list(dict.fromkeys(queries + positives))

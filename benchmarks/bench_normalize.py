@@ -68,8 +68,8 @@ def make_parquet(root: Path, rows: int) -> None:
 
 def run_case(source: str, sources_dir: str, out: str) -> None:
     """Child process: build one source and print a JSON line of figures."""
-    from m3e_data.build import BuildOptions, build_source
     from m3e_data.catalog import load_catalog
+    from m3e_data.stages.normalize.stage import BuildOptions, build_source
 
     started = time.perf_counter()
     result = build_source(load_catalog()[source], BuildOptions(out=Path(out), sources=sources_dir))

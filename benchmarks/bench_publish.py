@@ -31,9 +31,9 @@ SOURCES = [("mlqa", "CC-BY-SA-3.0", True, 7), ("csl", "Apache-2.0", True, 7),
 
 
 def make_input(root: Path, rows: int) -> Path:
-    from m3e_data.hub_stage import MINING_KEY
     from m3e_data.schema import UNIFIED_SCHEMA
-    from m3e_data.store import SUCCESS, PartWriter, atomic_write_json
+    from m3e_data.stages.publish.hub_stage import MINING_KEY
+    from m3e_data.storage.store import SUCCESS, PartWriter, atomic_write_json
 
     rng = random.Random(0)
     pool = ["".join(rng.choices(CHARS, k=rng.randint(8, 200))) for _ in range(50_000)]
@@ -65,22 +65,22 @@ def make_input(root: Path, rows: int) -> Path:
 
 
 STEPS = {
-    "stage (all rows)": "from m3e_data.hub_stage import stage; stage(D, W / 'staged', shard_bytes=SB)",
-    "stage (commercial only)": "from m3e_data.hub_stage import stage; "
+    "stage (all rows)": "from m3e_data.stages.publish.hub_stage import stage; stage(D, W / 'staged', shard_bytes=SB)",
+    "stage (commercial only)": "from m3e_data.stages.publish.hub_stage import stage; "
                                "stage(D, W / 'staged-c', commercial_only=True, shard_bytes=SB)",
-    "card": "from m3e_data.card import build_card, write_card; from m3e_data.hub_stage import scan_staged; "
+    "card": "from m3e_data.stages.publish.card import build_card, write_card; from m3e_data.stages.publish.hub_stage import scan_staged; "
             "from m3e_data.catalog import load_catalog; "
             "write_card(build_card(scan_staged(W / 'staged'), load_catalog(), {}, repo_id='a/b', mined=True, "
             "commercial_only=False), W / 'staged')",
-    "commercial check": "from m3e_data.publish import commercial_problems; from m3e_data.card import build_card, "
-                        "write_card; from m3e_data.hub_stage import scan_staged; from m3e_data.catalog import "
+    "commercial check": "from m3e_data.stages.publish.stage import commercial_problems; from m3e_data.stages.publish.card import build_card, "
+                        "write_card; from m3e_data.stages.publish.hub_stage import scan_staged; from m3e_data.catalog import "
                         "load_catalog; write_card(build_card(scan_staged(W / 'staged-c'), load_catalog(), {}, "
                         "repo_id='a/b', mined=True, commercial_only=True), W / 'staged-c'); "
                         "assert commercial_problems(W / 'staged-c') == []",
-    "export uniem": "from m3e_data.export import export; export(D, 'uniem', W / 'uniem')",
-    "export sentence-transformers": "from m3e_data.export import export; "
+    "export uniem": "from m3e_data.stages.publish.export import export; export(D, 'uniem', W / 'uniem')",
+    "export sentence-transformers": "from m3e_data.stages.publish.export import export; "
                                     "export(D, 'sentence-transformers', W / 'st')",
-    "export flagembedding": "from m3e_data.export import export; export(D, 'flagembedding', W / 'fe')",
+    "export flagembedding": "from m3e_data.stages.publish.export import export; export(D, 'flagembedding', W / 'fe')",
 }
 
 

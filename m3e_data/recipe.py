@@ -60,7 +60,7 @@ class Context:
     layout: str = ""
     layout_options: dict[str, Any] = field(default_factory=dict)
     group: list[dict[str, Any]] | None = None
-    located: Any = None  # m3e_data.locate.Located, for recipes that read side files
+    located: Any = None  # m3e_data.stages.normalize.locate.Located, for recipes that read side files
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ rows) and luge's GBK-encoded {"data": [{phrase1, phrase2, label}]} (106,832 pair
 entailment / neutral / contradiction. The source is small (~100k rows), so a split is grouped by premise.
 """
 
-from m3e_data.labels import CONTRADICTION, ENTAILMENT, label, label_of
 from m3e_data.recipe import Pair, Skip
+from m3e_data.stages.normalize.labels import CONTRADICTION, ENTAILMENT, label, label_of
 
 
 def premise(row):

@@ -9,9 +9,9 @@ M3E's rule: label == 1 over every split: 149,226 pairs of 238,766 + 8,802 + 12,5
   skipped). Which way a file goes is decided from its first row; a 2-column (test) row is unlabelled.
 """
 
-from m3e_data.labels import label, label_of
-from m3e_data.readers import BadRow, iter_tsv
 from m3e_data.recipe import Pair, Skip
+from m3e_data.stages.normalize.labels import label, label_of
+from m3e_data.stages.normalize.readers import BadRow, iter_tsv
 
 GROUP_BY = "sentence1"
 _FIELDS = ("f0", "f1", "f2")

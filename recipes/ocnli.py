@@ -7,8 +7,8 @@ annotators reached no gold label, no label in test), found by name at any depth.
 through the shared parser; rows without a gold label (-1, "-", none) are counted as `unlabelled`.
 """
 
-from m3e_data.labels import CONTRADICTION, ENTAILMENT, label, label_of
 from m3e_data.recipe import Pair, Skip
+from m3e_data.stages.normalize.labels import CONTRADICTION, ENTAILMENT, label, label_of
 
 GROUP_BY = "sentence1"
 

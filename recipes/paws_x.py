@@ -6,8 +6,8 @@ Some dev/test rows hold the placeholder "NS" (no sentence) instead of a translat
 and never serve as negatives. The id is the PAWS-X row id where the layout has one.
 """
 
-from m3e_data.labels import label, label_of
 from m3e_data.recipe import Pair, Skip
+from m3e_data.stages.normalize.labels import label, label_of
 
 GROUP_BY = "sentence1"
 _PLACEHOLDER = "NS"

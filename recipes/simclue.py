@@ -13,8 +13,8 @@ from collections import defaultdict
 
 import xxhash
 
-from m3e_data.readers import BadRow, iter_json
 from m3e_data.recipe import Pair
+from m3e_data.stages.normalize.readers import BadRow, iter_json
 
 OPTIONS = {"rank_negatives": True}
 

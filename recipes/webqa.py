@@ -13,8 +13,8 @@ Layouts, tried in this order:
   answered evidence instead.
 """
 
-from m3e_data.readers import BadRow, iter_json
 from m3e_data.recipe import Pair, Skip
+from m3e_data.stages.normalize.readers import BadRow, iter_json
 
 OPTIONS = {"every_evidence": False}
 RAW_LAYOUT = "webqa-v1"

@@ -2,7 +2,7 @@
 
 M3E's rule: every row of web_text_zh_{train,valid,testa}.json (JSON lines {qid, title, desc, topic, star,
 content, answer_id, answerer_tags}, one row per reply, train ~2 GB, streamed): 4,258,310 pairs. `<br>`
-tags become line breaks in normalize's shared text repairs (m3e_data/textclean.py). A qid repeats once
+tags become line breaks in normalize's shared text repairs (m3e_data/stages/normalize/textclean.py). A qid repeats once
 per reply; other replies to the same question are never negatives (they answer it too). Ids are row positions: a crawled file's answer_ids are not guaranteed
 unique.
 
@@ -17,8 +17,8 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from m3e_data.readers import BadRow
 from m3e_data.recipe import Pair, Skip
+from m3e_data.stages.normalize.readers import BadRow
 
 OPTIONS = {"best_answer_only": False}
 

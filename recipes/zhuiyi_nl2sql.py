@@ -21,9 +21,9 @@ from pathlib import Path
 
 from m3e_recipes.dusql import sql_pair
 
-from m3e_data.locate import SourceMissing
-from m3e_data.readers import BadRow, iter_json
 from m3e_data.recipe import Pair, Skip
+from m3e_data.stages.normalize.locate import SourceMissing
+from m3e_data.stages.normalize.readers import BadRow, iter_json
 
 AGG = ("", "AVG", "MAX", "MIN", "COUNT", "SUM")
 OPS = (">", "<", "==", "!=")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from m3e_data.build import BuildOptions, SourceResult, build_source
 from m3e_data.catalog import load_catalog
+from m3e_data.stages.normalize.stage import BuildOptions, SourceResult, build_source
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

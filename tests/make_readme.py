@@ -13,7 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from m3e_data.catalog import Source, layout_files, load_catalog
-from m3e_data.cli import main
+from m3e_data.cli.main import main
 from m3e_data.recipe import load_recipe
 
 README = Path(__file__).resolve().parents[1] / "README.md"

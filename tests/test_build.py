@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from m3e_data import build as build_module
-from m3e_data.build import BuildOptions, build, select_sources
 from m3e_data.catalog import load_catalog
-from m3e_data.cli import main
-from m3e_data.locate import demo_root
+from m3e_data.cli.main import main
 from m3e_data.recipe import Recipe, load_recipe, recipe_names
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.store import SUCCESS, TEMP_PREFIX
+from m3e_data.stages.normalize import stage as build_module
+from m3e_data.stages.normalize.locate import demo_root
+from m3e_data.stages.normalize.stage import BuildOptions, build, select_sources
+from m3e_data.storage.store import SUCCESS, TEMP_PREFIX
 
 FIVE = ["cmrc2018", "ocnli", "lcqmc", "hc3_chinese", "news2016zh"]
 
@@ -199,7 +199,7 @@ def test_recipe_options_are_typed_by_their_defaults(tmp_path):
 
 
 def test_atomic_writes_leave_ordinary_permissions(tmp_path):
-    from m3e_data.store import atomic_write_text
+    from m3e_data.storage.store import atomic_write_text
 
     old = os.umask(0o022)
     try:
@@ -325,7 +325,7 @@ def test_the_flag_threshold_and_an_empty_source(tmp_path):
 
 def test_a_users_file_in_a_source_folder_is_refused_not_deleted(tmp_path):
     """The audit's case: a rebuild deleted a user's file in OUT/m3e/<source>/ with the folder it replaced."""
-    from m3e_data.ownership import MARKER
+    from m3e_data.storage.ownership import MARKER
 
     sources = tmp_path / "src"
     shutil.copytree(demo_root() / "hc3_chinese", sources / "hc3_chinese")
@@ -351,7 +351,7 @@ def test_a_users_file_in_a_source_folder_is_refused_not_deleted(tmp_path):
 
 def test_a_source_folder_built_before_markers_is_still_rebuilt(tmp_path):
     """A folder with just what its _SUCCESS.json lists (an older build, no marker) stays the build's."""
-    from m3e_data.ownership import MARKER
+    from m3e_data.storage.ownership import MARKER
 
     sources = tmp_path / "src"
     shutil.copytree(demo_root() / "hc3_chinese", sources / "hc3_chinese")

@@ -17,9 +17,9 @@ import requests
 from click.testing import CliRunner
 from huggingface_hub.errors import HfHubHTTPError
 
-from m3e_data import store
-from m3e_data.cli import main
-from m3e_data.failures import explain
+from m3e_data.cli.failures import explain
+from m3e_data.cli.main import main
+from m3e_data.storage import store
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +53,14 @@ def test_an_oserror_names_its_file_and_a_bug_keeps_its_traceback(built, monkeypa
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
 
-    monkeypatch.setattr("m3e_data.hq_cli.run_hq", full)
+    monkeypatch.setattr("m3e_data.cli.hq.run_hq", full)
     result = CliRunner().invoke(main, ["hq", str(built)])
     assert result.exit_code == 1 and target in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
     def bug(*args, **kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("m3e_data.hq_cli.run_hq", bug)
+    monkeypatch.setattr("m3e_data.cli.hq.run_hq", bug)
     assert isinstance(CliRunner().invoke(main, ["hq", str(built)]).exception, KeyError)
 
 
@@ -89,14 +89,14 @@ def _closed_port() -> int:
 PUSH = textwrap.dedent("""
     import sys
     from pathlib import Path
-    import m3e_data.publish_cli as cli
-    from m3e_data.publish import upload
+    import m3e_data.cli.publish as cli
+    from m3e_data.stages.publish.stage import upload
 
     def push(data_dir, repo_id, **kwargs):  # skip staging; the upload itself talks to the real Hub client
         upload(data_dir, repo_id)
 
     cli.push = push
-    from m3e_data.cli import main
+    from m3e_data.cli.main import main
     main()
 """)
 

@@ -23,8 +23,8 @@ import requests
 from click.testing import CliRunner
 from huggingface_hub.errors import HfHubHTTPError
 
-from m3e_data.cli import main
-from m3e_data.preflight import check_hub, looks_like_path
+from m3e_data.cli.main import main
+from m3e_data.cli.preflight import check_hub, looks_like_path
 
 
 def _closed_port() -> int:
@@ -87,7 +87,7 @@ def test_a_missing_extra_is_named_with_its_install_line_and_exit_1(command, tmp_
     argv = ["m3e-data", command, "--in", str(folder), "--out", str(tmp_path / "o")]
     if command == "train":
         argv += ["--model", str(folder)]
-    code = f"import sys; sys.modules['torch'] = None; sys.argv = {argv!r}; from m3e_data.cli import main; main()"
+    code = f"import sys; sys.modules['torch'] = None; sys.argv = {argv!r}; from m3e_data.cli.main import main; main()"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert f"`m3e-data {command}` needs the [{command}] extra (torch not installed)" in done.stderr
@@ -252,7 +252,7 @@ def test_push_with_no_network_is_one_line_before_staging(account, monkeypatch):
 def test_the_cli_subprocess_has_no_traceback_for_a_dead_hub(tmp_path):
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}", "M3E_HUB_TIMEOUT": "1"}
     env.pop("HF_HUB_OFFLINE", None)
-    code = "import sys; sys.argv[0] = 'm3e-data'; from m3e_data.cli import main; main()"
+    code = "import sys; sys.argv[0] = 'm3e-data'; from m3e_data.cli.main import main; main()"
     done = subprocess.run([sys.executable, "-c", code, "build", "--recipe", "all", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr

@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from m3e_data.cli import main
+from m3e_data.cli.main import main
 
 
 def _commands() -> dict[str, click.Command]:
@@ -81,7 +81,7 @@ def test_an_option_for_a_source_not_being_built_is_an_error(tmp_path):
 
 
 def test_old_spellings_still_work_with_a_note(tmp_path, monkeypatch):
-    import m3e_data.mine_cli as mine_cli
+    import m3e_data.cli.mine as mine_cli
 
     seen: list = []
     monkeypatch.setattr(mine_cli, "mine", lambda options, **kw: seen.append(options) or [])
@@ -114,7 +114,7 @@ def test_train_takes_in_and_its_old_data_spelling(tmp_path, monkeypatch):
 
 
 def test_the_input_folder_is_in_or_the_old_positional(tmp_path, monkeypatch):
-    import m3e_data.publish_cli as publish_cli
+    import m3e_data.cli.publish as publish_cli
 
     seen: list[Path] = []
 

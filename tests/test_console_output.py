@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from rich.cells import cell_len
 
-import m3e_data.build as build_module
-import m3e_data.hq as hq_module
+import m3e_data.stages.hq.stage as hq_module
+import m3e_data.stages.normalize.stage as build_module
 from m3e_data.catalog import how_to_get, load_catalog
-from m3e_data.cli import main
+from m3e_data.cli.main import main
 
 AT_80 = {"COLUMNS": "80"}
 LOG = {"COLUMNS": None}  # a pipe or a log file: no terminal, no COLUMNS
@@ -218,7 +218,7 @@ def test_the_width_rule_terminal_columns_or_full_width(columns):
 
 def test_ctrl_c_during_mine_then_the_rerun_table_at_80_columns(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    import m3e_data.mine as mine_module
+    import m3e_data.stages.mine.stage as mine_module
     from tests.test_encoder import make_tiny_bert
     from tests.test_mine_driver import PAIRS, write_source
 
@@ -251,7 +251,7 @@ def test_ctrl_c_during_mine_then_the_rerun_table_at_80_columns(tmp_path, monkeyp
 
 
 def test_ctrl_c_in_any_other_command_exits_130_in_one_line(tmp_path, monkeypatch):
-    import m3e_data.publish_cli as publish_cli
+    import m3e_data.cli.publish as publish_cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -265,7 +265,7 @@ def test_ctrl_c_in_any_other_command_exits_130_in_one_line(tmp_path, monkeypatch
 def test_table_width_terminal_then_columns_then_log(monkeypatch):
     import sys
 
-    from m3e_data.console import LOG_WIDTH, table_width
+    from m3e_data.cli.console import LOG_WIDTH, table_width
 
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from m3e_data.decontaminate import EvalFileError, EvalIndex, contaminated, read_eval_texts
-from m3e_data.dedup import (
+from m3e_data.stages.hq.decontaminate import EvalFileError, EvalIndex, contaminated, read_eval_texts
+from m3e_data.stages.hq.dedup import (
     components,
     exact_duplicates,
     keep_order,
@@ -19,8 +19,8 @@ from m3e_data.dedup import (
     question_rows,
     survivors,
 )
-from m3e_data.minhash import band_keys, signatures
-from m3e_data.quality import StatsParams, band_columns, compute_stats
+from m3e_data.stages.hq.minhash import band_keys, signatures
+from m3e_data.stages.hq.quality import StatsParams, band_columns, compute_stats
 
 HAN = [chr(c) for c in range(0x4E00, 0x4E00 + 2000)]
 
@@ -334,9 +334,9 @@ def test_real_t2ranking_queries_decontaminate(shared_fixtures, tmp_path):
 
 
 def test_exact_jaccard_is_right_across_chunk_boundaries(monkeypatch):
-    from m3e_data import dedup
-    from m3e_data.dedup import edge_jaccard, pair_sets
-    from m3e_data.minhash import shingles
+    from m3e_data.stages.hq import dedup
+    from m3e_data.stages.hq.dedup import edge_jaccard, pair_sets
+    from m3e_data.stages.hq.minhash import shingles
 
     rng = random.Random(0)
     chars = HAN[:40]  # a small alphabet: many shared 3-grams
@@ -360,7 +360,7 @@ def test_hq_on_real_cmrc2018_keeps_siblings_and_drops_noisy_copies(tmp_path, sha
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from m3e_data.hq import run_hq
+    from m3e_data.stages.hq.stage import run_hq
     from tests.helpers import build_one
 
     path = shared_fixtures / "cmrc2018" / "validation.hf_rows.jsonl"

@@ -13,10 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from m3e_data.cli import main
-from m3e_data.locate import demo_root
-from m3e_data.quality import DEFAULTS, rules
-from m3e_data.report import EXAMPLE_CHARS, drop_examples, examples_html, mined_html, render_html, write_report
+from m3e_data.cli.main import main
+from m3e_data.stages.hq.quality import DEFAULTS, rules
+from m3e_data.stages.hq.report import (
+    EXAMPLE_CHARS,
+    drop_examples,
+    examples_html,
+    mined_html,
+    render_html,
+    write_report,
+)
+from m3e_data.stages.normalize.locate import demo_root
 from tests.make_demo._bulk import EVAL_ROWS
 
 EVAL_FILE = demo_root() / "_eval" / "retrieval_dev.jsonl"
@@ -40,7 +47,7 @@ def _hq(out: Path) -> dict:
 
 def test_the_bundled_evaluation_file_is_not_a_source_and_reads_as_evaluation_texts():
     from m3e_data.catalog import load_catalog
-    from m3e_data.decontaminate import read_eval_texts
+    from m3e_data.stages.hq.decontaminate import read_eval_texts
 
     assert "_eval" not in load_catalog()
     texts = read_eval_texts(EVAL_FILE)
@@ -140,7 +147,7 @@ def record_mining(out: Path, source: str = "csl") -> None:
 
 
 def test_report_on_a_mined_folder_shows_score_distributions_and_rows_short(demo_out, tmp_path):
-    from m3e_data.report import mined_scores
+    from m3e_data.stages.hq.report import mined_scores
 
     out = tmp_path / "out"
     shutil.copytree(demo_out, out)

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from m3e_data.encoder import Encoder, read_layout  # noqa: E402
+from m3e_data.stages.mine.encoder import Encoder, read_layout  # noqa: E402
 
 TEXTS = ["天气怎么样", "今天天气很好", "北京是中国的首都", "我想去图书馆看书", "这家面馆的牛肉面很实惠", "好"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -26,7 +26,7 @@ from click.testing import CliRunner  # noqa: E402
 from m3e_train.evaluate import PAIR_CLASSIFICATION, PAIR_SCORING, IRSet, TaskError, load_task  # noqa: E402
 from m3e_train.synthetic import charset, tiny_bert  # noqa: E402
 
-from m3e_data.cli import main  # noqa: E402
+from m3e_data.cli.main import main  # noqa: E402
 
 torch.set_num_threads(1)
 

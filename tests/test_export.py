@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from m3e_data.cli import main
-from m3e_data.export import ExportError, export, to_sentence_transformers, to_uniem
+from m3e_data.cli.main import main
+from m3e_data.stages.publish.export import ExportError, export, to_sentence_transformers, to_uniem
 from tests.test_publish import make_demo, make_scored
 
 # uniem's record types in the order infer_record_type tries them.

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from m3e_data.build import BuildOptions, build, build_source, select_sources
 from m3e_data.catalog import load_catalog
-from m3e_data.fingerprint import CACHE_FILE, HashCache, fingerprint_files, hash_file, input_files
-from m3e_data.locate import demo_root
+from m3e_data.stages.normalize.locate import demo_root
+from m3e_data.stages.normalize.stage import BuildOptions, build, build_source, select_sources
+from m3e_data.storage.fingerprint import CACHE_FILE, HashCache, fingerprint_files, hash_file, input_files
 
 HOUR_NS = 3600 * 10**9
 
@@ -167,8 +167,8 @@ def test_every_file_a_recipe_opens_is_in_its_fingerprint(tmp_path):
     a file from elsewhere (a parent folder, a sibling tree) fails here."""
     import sys
 
-    from m3e_data.locate import locate
     from m3e_data.recipe import load_recipe, recipe_names
+    from m3e_data.stages.normalize.locate import locate
 
     global _OPENED
     sys.addaudithook(_record_opens)  # hooks cannot be removed; this one is idle while _OPENED is None

@@ -14,14 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from m3e_data import hq, quality, report
-from m3e_data.build import BuildOptions, build, select_sources
 from m3e_data.catalog import load_catalog
-from m3e_data.cli import main
+from m3e_data.cli.main import main
 from m3e_data.manifest import read_manifest
-from m3e_data.report import write_report
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.store import SUCCESS, atomic_write_json
+from m3e_data.stages.hq import quality, report
+from m3e_data.stages.hq import stage as hq
+from m3e_data.stages.hq.report import write_report
+from m3e_data.stages.normalize.stage import BuildOptions, build, select_sources
+from m3e_data.storage.store import SUCCESS, atomic_write_json
 
 
 @pytest.fixture(scope="module")

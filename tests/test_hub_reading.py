@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from m3e_data import locate as locate_module
-from m3e_data.build import BuildOptions, build_source
 from m3e_data.catalog import load_catalog
-from m3e_data.locate import SourceMissing, hub_url, locate, stream_with_datasets
+from m3e_data.stages.normalize import locate as locate_module
+from m3e_data.stages.normalize.locate import SourceMissing, hub_url, locate, stream_with_datasets
+from m3e_data.stages.normalize.stage import BuildOptions, build_source
 
 
 def test_hub_urls_quote_the_revision():

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from m3e_data import hq
-from m3e_data.build import BuildOptions, build, build_source, select_sources
 from m3e_data.catalog import load_catalog
-from m3e_data.cli import main
-from m3e_data.lock import LOCK_FILE, FolderBusy, hold
+from m3e_data.cli.main import main
 from m3e_data.manifest import read_manifest
-from m3e_data.store import (
+from m3e_data.stages.hq import stage as hq
+from m3e_data.stages.normalize.stage import BuildOptions, build, build_source, select_sources
+from m3e_data.storage.lock import LOCK_FILE, FolderBusy, hold
+from m3e_data.storage.store import (
     SUCCESS,
     TEMP_PREFIX,
     atomic_write_json,
@@ -148,7 +148,7 @@ def test_a_source_that_fails_now_is_never_taken_from_an_older_output(tmp_path, m
     out = tmp_path / "out"
     build_cli(out, commercial_only=False, recipe="paws_x,csl,cmrc2018")
     assert (out / "m3e-hq" / "csl").is_dir()
-    from m3e_data import build as build_module
+    from m3e_data.stages.normalize import stage as build_module
 
     real = build_module.build_source
 
@@ -173,8 +173,8 @@ def test_a_source_that_fails_now_is_never_taken_from_an_older_output(tmp_path, m
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from m3e_data.lock import hold
-    from m3e_data.store import staged_folder
+    from m3e_data.storage.lock import hold
+    from m3e_data.storage.store import staged_folder
     out = Path(sys.argv[1])
     with hold(out), staged_folder(out / "m3e" / "big") as tmp:
         (tmp / "part-00000.parquet").write_bytes(b"rows of the first run")
@@ -275,7 +275,7 @@ def test_a_damaged_statistics_cache_is_recomputed(tmp_path):
 
 POOL = textwrap.dedent("""
     import os, sys, time
-    from m3e_data.hq import _bounded_map
+    from m3e_data.stages.hq.stage import _bounded_map
 
     def slow(item, params):
         open(os.path.join(sys.argv[1], str(os.getpid())), "w").close()
@@ -337,7 +337,7 @@ def test_mined_data_of_an_earlier_full_run_does_not_survive_a_commercial_only_bu
     """m3e-hq-with-score beside m3e-hq: an earlier full run's mined sources must go with its hq sources."""
     import shutil
 
-    from m3e_data.ownership import mark
+    from m3e_data.storage.ownership import mark
 
     out = tmp_path / "out"
     build_cli(out, commercial_only=False, recipe="paws_x,cmrc2018")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from m3e_data.labels import CONTRADICTION, ENTAILMENT, UNKNOWN, UNLABELLED, label, label_of
 from m3e_data.recipe import Skip
+from m3e_data.stages.normalize.labels import CONTRADICTION, ENTAILMENT, UNKNOWN, UNLABELLED, label, label_of
 
 
 @pytest.mark.parametrize("value", [1, "1", 1.0, "1.0", " 1 ", True, "true", "entailment", " Entailment\n"])

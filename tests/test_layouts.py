@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from m3e_data.build import FAILED, BuildOptions, build
 from m3e_data.catalog import CatalogError, how_to_get, load_catalog, manifests_dir, parse_source
-from m3e_data.locate import SourceMissing, locate
+from m3e_data.stages.normalize.locate import SourceMissing, locate
+from m3e_data.stages.normalize.stage import FAILED, BuildOptions, build
 from tests.helpers import build_one
 from tests.make_demo import jsonl, write_text
 from tests.make_readme import downloads_block

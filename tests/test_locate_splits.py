@@ -3,7 +3,7 @@
 import pytest
 
 from m3e_data.catalog import load_catalog
-from m3e_data.locate import locate
+from m3e_data.stages.normalize.locate import locate
 from tests.test_hub_reading import fake_hub, write_parquet  # noqa: F401 - the fixture is used by name
 
 

@@ -14,13 +14,13 @@ pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-import m3e_data.encoder as encoder_module  # noqa: E402
-import m3e_data.mine as mine_module  # noqa: E402
-from m3e_data.cli import main  # noqa: E402
-from m3e_data.mine import METADATA_KEY, MineOptions, mine  # noqa: E402
-from m3e_data.mining import MiningParams  # noqa: E402
+import m3e_data.stages.mine.encoder as encoder_module  # noqa: E402
+import m3e_data.stages.mine.stage as mine_module  # noqa: E402
+from m3e_data.cli.main import main  # noqa: E402
 from m3e_data.schema import UNIFIED_SCHEMA  # noqa: E402
-from m3e_data.store import SUCCESS, PartWriter  # noqa: E402
+from m3e_data.stages.mine.mining import MiningParams  # noqa: E402
+from m3e_data.stages.mine.stage import METADATA_KEY, MineOptions, mine  # noqa: E402
+from m3e_data.storage.store import SUCCESS, PartWriter  # noqa: E402
 from tests.test_encoder import make_tiny_bert  # noqa: E402
 
 PAIRS = {

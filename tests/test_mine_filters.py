@@ -21,13 +21,11 @@ transformers = pytest.importorskip("transformers")
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-import m3e_data.mine as mine_module  # noqa: E402
-from m3e_data import semdedup  # noqa: E402
-from m3e_data.card import _mining_section  # noqa: E402
-from m3e_data.cli import main  # noqa: E402
-from m3e_data.encoder import Encoder  # noqa: E402
-from m3e_data.mine import REJECT_SCHEMA, MineOptions, mine  # noqa: E402
-from m3e_data.mining import (  # noqa: E402
+import m3e_data.stages.mine.stage as mine_module  # noqa: E402
+from m3e_data.cli.main import main  # noqa: E402
+from m3e_data.stages.mine import semdedup  # noqa: E402
+from m3e_data.stages.mine.encoder import Encoder  # noqa: E402
+from m3e_data.stages.mine.mining import (  # noqa: E402
     INCONSISTENT,
     LOW_SCORE,
     MiningParams,
@@ -36,8 +34,10 @@ from m3e_data.mining import (  # noqa: E402
     plan_source,
     positive_ranks,
 )
-from m3e_data.semdedup import kmeans, near_duplicates, pair_vectors  # noqa: E402
-from m3e_data.teacher import rescore  # noqa: E402
+from m3e_data.stages.mine.semdedup import kmeans, near_duplicates, pair_vectors  # noqa: E402
+from m3e_data.stages.mine.stage import REJECT_SCHEMA, MineOptions, mine  # noqa: E402
+from m3e_data.stages.mine.teacher import rescore  # noqa: E402
+from m3e_data.stages.publish.card import _mining_section  # noqa: E402
 from tests.test_encoder import SPECIALS, make_tiny_bert  # noqa: E402
 from tests.test_mine_driver import PAIRS, write_source  # noqa: E402
 
@@ -235,7 +235,7 @@ def test_teacher_scores_replace_the_cosines_and_are_described(layout, tiny, rera
     got = [r["positive_score"] for r in rows] + [s for r in rows for s in r["negative_scores"]]
     assert got == pytest.approx(want, abs=1e-4)
     assert sum(len(r["negatives"]) for r in rows) > 0
-    meta = json.loads(pq.read_schema(out / "sim" / "part-00000.parquet").metadata[b"m3e_data.mining"])
+    meta = json.loads(pq.read_schema(out / "sim" / "part-00000.parquet").metadata[b"m3e_data.stages.mine.mining"])
     local = f"{reranker.name} (a local model folder)"
     assert meta["score"].startswith(f"cross-encoder {local}") and "logit" in meta["score"]
     assert meta["filters"]["score_model"] == local and str(reranker) not in json.dumps(meta)
@@ -311,7 +311,7 @@ def test_cli_options(layout, tiny, reranker):
 
 
 def test_rejected_rows_table_layout():
-    from m3e_data.hq import REJECT_SCHEMA as HQ_REJECT_SCHEMA
+    from m3e_data.stages.hq.stage import REJECT_SCHEMA as HQ_REJECT_SCHEMA
 
     # The build's other rejects' columns first (one reader for every stage's rejects), then mine's own.
     assert pa.schema(list(REJECT_SCHEMA)[: len(HQ_REJECT_SCHEMA)]) == HQ_REJECT_SCHEMA.remove_metadata()

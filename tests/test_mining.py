@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from m3e_data.mining import (
+from m3e_data.schema import UNIFIED_SCHEMA
+from m3e_data.stages.mine.mining import (
     MiningParams,
     mine_table,
     normalize_text,
@@ -14,7 +15,6 @@ from m3e_data.mining import (
     plan_source,
     search_topk,
 )
-from m3e_data.schema import UNIFIED_SCHEMA
 
 pytest.importorskip("torch")  # search_topk runs on torch
 

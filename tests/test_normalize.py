@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from m3e_data.catalog import load_catalog
-from m3e_data.normalize import Counts, normalize, to_batch
-from m3e_data.quality import apply_rules, compute_stats, resolve
-from m3e_data.readers import BadRow
 from m3e_data.recipe import Context, load_recipe
-from m3e_data.store import read_success
-from m3e_data.textclean import clean_text
+from m3e_data.stages.hq.quality import apply_rules, compute_stats, resolve
+from m3e_data.stages.normalize.normalize import Counts, normalize, to_batch
+from m3e_data.stages.normalize.readers import BadRow
+from m3e_data.stages.normalize.textclean import clean_text
+from m3e_data.storage.store import read_success
 from tests.helpers import SHARED, build_one
 
 

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from m3e_data.ownership import MARKER, ForeignFiles, check_replaceable, foreign_files, mark, read_marker
-from m3e_data.store import staged_folder
+from m3e_data.storage.ownership import (
+    MARKER,
+    ForeignFiles,
+    check_replaceable,
+    foreign_files,
+    mark,
+    read_marker,
+)
+from m3e_data.storage.store import staged_folder
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
@@ -84,8 +91,8 @@ def test_a_users_file_in_an_hq_source_folder_ends_the_build_with_one_line_and_st
 
     from click.testing import CliRunner
 
-    from m3e_data.cli import main
-    from m3e_data.locate import demo_root
+    from m3e_data.cli.main import main
+    from m3e_data.stages.normalize.locate import demo_root
 
     sources = tmp_path / "src"
     shutil.copytree(demo_root() / "hc3_chinese", sources / "hc3_chinese")
@@ -102,7 +109,7 @@ def test_a_users_file_in_an_hq_source_folder_ends_the_build_with_one_line_and_st
 
 
 def test_remove_deletes_only_a_folder_the_command_wrote_whole(tmp_path: Path):
-    from m3e_data.ownership import remove
+    from m3e_data.storage.ownership import remove
 
     folder = tmp_path / "rejects" / "quality" / "src"
     with staged_folder(folder) as tmp:

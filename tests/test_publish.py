@@ -26,16 +26,17 @@ import pytest
 from click.testing import CliRunner
 from huggingface_hub import DatasetCard, HfApi
 
-from m3e_data import ownership, publish
-from m3e_data.build import BuildOptions, build, select_sources
-from m3e_data.card import hub_license
 from m3e_data.catalog import load_catalog
-from m3e_data.cli import main
-from m3e_data.hub_stage import MINING_KEY, StageError, scan_staged
+from m3e_data.cli.main import main
 from m3e_data.manifest import write_stage
-from m3e_data.publish import CommercialRefusal, PublishError, commercial_problems, push
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.store import SUCCESS, atomic_write_json, parquet_files
+from m3e_data.stages.normalize.stage import BuildOptions, build, select_sources
+from m3e_data.stages.publish import stage as publish
+from m3e_data.stages.publish.card import hub_license
+from m3e_data.stages.publish.hub_stage import MINING_KEY, StageError, scan_staged
+from m3e_data.stages.publish.stage import CommercialRefusal, PublishError, commercial_problems, push
+from m3e_data.storage import ownership
+from m3e_data.storage.store import SUCCESS, atomic_write_json, parquet_files
 
 REPO = "someone/m3e-hq"
 TOKEN = "hf_tEsTtOkEnThatMustNeverBePrinted"
@@ -424,7 +425,7 @@ def test_push_without_a_token_stops_before_the_network(hq: Path, tmp_path: Path,
 def test_hf_endpoint_is_honoured_by_the_api_we_upload_with():
     # huggingface_hub reads HF_ENDPOINT at import: check it in a fresh interpreter.
     env = {**os.environ, "HF_ENDPOINT": "https://hf-mirror.example.com/"}
-    code = "from m3e_data.publish import HfApi; print(HfApi().endpoint)"
+    code = "from m3e_data.stages.publish.stage import HfApi; print(HfApi().endpoint)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "https://hf-mirror.example.com"
 
@@ -451,7 +452,7 @@ def test_dry_run_needs_no_token_and_never_calls_the_hub(hq: Path, tmp_path: Path
 @pytest.fixture(scope="session")
 def hq_built(tmp_path_factory) -> Path:
     """A demo build whose m3e-hq is the hq stage's own output, decontaminated against a local eval file."""
-    from m3e_data.hq import run_hq
+    from m3e_data.stages.hq.stage import run_hq
 
     out = tmp_path_factory.mktemp("hq-built") / "out"
     build(select_sources("all"), BuildOptions(out=out, sources="demo"))

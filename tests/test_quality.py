@@ -6,8 +6,15 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from m3e_data import langid
-from m3e_data.quality import DEFAULTS, ThresholdError, apply_rules, compute_stats, resolve, text_keys
+from m3e_data.stages.hq import langid
+from m3e_data.stages.hq.quality import (
+    DEFAULTS,
+    ThresholdError,
+    apply_rules,
+    compute_stats,
+    resolve,
+    text_keys,
+)
 
 
 def _rows(pairs, negatives=None, homogeneous=False) -> pa.Table:
@@ -144,7 +151,7 @@ def test_resolve_layers_and_errors():
 
 
 def test_sql_positive_is_not_checked_as_prose():
-    from m3e_data.quality import task_defaults
+    from m3e_data.stages.hq.quality import task_defaults
 
     stats = pl.from_arrow(compute_stats(_rows([("查询价格最高的商品", "SELECT name FROM t ORDER BY price DESC")])))
     assert apply_rules(stats, resolve())["reason"].to_list() == ["positive_no_chinese"]
@@ -154,7 +161,7 @@ def test_sql_positive_is_not_checked_as_prose():
 def test_length_floors_per_task_keep_short_paraphrases():
     """Synthetic cinlid-like idiom pairs: a two-character paraphrase is a real similarity pair; the same
     positive is too short for a qa answer; one character is too short for anything."""
-    from m3e_data.quality import task_defaults
+    from m3e_data.stages.hq.quality import task_defaults
 
     pairs = [("莺俦燕侣", "情侣"), ("一丝不苟", "认真"), ("好好", "好")]
     stats = pl.from_arrow(compute_stats(_rows(pairs, homogeneous=True)))

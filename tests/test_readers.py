@@ -4,7 +4,14 @@ import gzip
 import json
 from collections import Counter
 
-from m3e_data.readers import BadRow, collecting_notes, iter_csv, iter_json, iter_squad, iter_tsv
+from m3e_data.stages.normalize.readers import (
+    BadRow,
+    collecting_notes,
+    iter_csv,
+    iter_json,
+    iter_squad,
+    iter_tsv,
+)
 
 
 def write(path, data: bytes):
@@ -159,7 +166,7 @@ class _CountingReader:
 
 
 def test_json_lines_tsv_and_csv_are_streamed_not_loaded_whole(tmp_path, monkeypatch):
-    from m3e_data import readers
+    from m3e_data.stages.normalize import readers
 
     seen = [0]
     real_open = readers.open_binary

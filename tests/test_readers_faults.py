@@ -14,8 +14,16 @@ from collections import Counter
 
 import pytest
 
-from m3e_data import readers
-from m3e_data.readers import BadRow, collecting_notes, iter_csv, iter_json, iter_squad, iter_tsv, read_file
+from m3e_data.stages.normalize import readers
+from m3e_data.stages.normalize.readers import (
+    BadRow,
+    collecting_notes,
+    iter_csv,
+    iter_json,
+    iter_squad,
+    iter_tsv,
+    read_file,
+)
 from tests.test_readers import _CountingReader
 
 
@@ -281,8 +289,8 @@ def test_fuzz_one_damaged_line_costs_at_most_that_row(tmp_path, fmt):
 def test_notes_reach_the_build_record(tmp_path):
     # A local source whose file mixes one GBK line into UTF-8: the build writes every row and records the
     # fallback in the source's counts (and so in _SUCCESS.json and the manifest).
-    from m3e_data.build import BuildOptions, build_source
     from m3e_data.catalog import load_catalog
+    from m3e_data.stages.normalize.stage import BuildOptions, build_source
 
     folder = tmp_path / "src" / "cinlid"
     folder.mkdir(parents=True)
@@ -297,8 +305,8 @@ def test_notes_reach_the_build_record(tmp_path):
 
 
 def test_a_symbolic_link_leading_outside_the_source_folder_is_refused(tmp_path):
-    from m3e_data.build import FAILED, BuildOptions, build
     from m3e_data.catalog import load_catalog
+    from m3e_data.stages.normalize.stage import FAILED, BuildOptions, build
 
     secret = write(tmp_path / "secret.json", b'{"phrase1": "\xe5\xaf\x86", "phrase2": "x", "label": "entailment"}\n')
     folder = tmp_path / "src" / "cinlid"

@@ -30,7 +30,7 @@ def test_the_walk_through_names_a_model_folder_that_exists_and_commands_that_par
     import sys
     from pathlib import Path
 
-    from m3e_data.cli import main
+    from m3e_data.cli.main import main
 
     text = README.read_text(encoding="utf-8")
     block = text.split("The whole way through on the demo data", 1)[1].split("```bash", 1)[1].split("```", 1)[0]

@@ -8,7 +8,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m3e_data.readers import iter_squad
+from m3e_data.stages.normalize.readers import iter_squad
 from tests.helpers import build_one
 
 
@@ -41,7 +41,7 @@ def test_the_squad_reader_gives_the_same_questions_as_the_hub_rows(shared_fixtur
 def test_hq_keeps_the_different_questions_about_one_real_passage(tmp_path, shared_fixtures):
     """200 real cmrc2018 questions over 52 passages: near dedup must not collapse a passage's questions
     into one row (comparing only the united pair sets kept 52)."""
-    from m3e_data.hq import run_hq
+    from m3e_data.stages.hq.stage import run_hq
 
     raw = [json.loads(line) for line in
            (shared_fixtures / "cmrc2018" / "validation.hf_rows.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -7,9 +7,9 @@ import json
 import pytest
 from m3e_recipes.lawzhidao import query as lawzhidao_query
 
-from m3e_data.build import MISSING, BuildOptions, build_source
 from m3e_data.catalog import load_catalog
-from m3e_data.locate import SourceMissing, locate
+from m3e_data.stages.normalize.locate import SourceMissing, locate
+from m3e_data.stages.normalize.stage import MISSING, BuildOptions, build_source
 from tests.helpers import build_one, pairs
 
 

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from m3e_data.build import BuildOptions, build_source
 from m3e_data.catalog import load_catalog
-from m3e_data.cli import main
-from m3e_data.locate import SourceMissing, locate
+from m3e_data.cli.main import main
 from m3e_data.recipe import load_recipe
+from m3e_data.stages.normalize.locate import SourceMissing, locate
+from m3e_data.stages.normalize.stage import BuildOptions, build_source
 from tests.helpers import build_one, pairs
 from tests.make_demo._bulk import medical_pairs, paper_pairs
 from tests.make_demo.alpaca_gpt4 import bulk as alpaca_bulk

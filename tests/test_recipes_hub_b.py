@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from m3e_data.build import BuildOptions, build, build_source
 from m3e_data.catalog import load_catalog
-from m3e_data.locate import SourceMissing, locate
+from m3e_data.stages.normalize.locate import SourceMissing, locate
+from m3e_data.stages.normalize.stage import BuildOptions, build, build_source
 from tests.helpers import build_one, pairs
 from tests.make_demo import write_text
 

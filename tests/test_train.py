@@ -71,7 +71,7 @@ def eval_tasks(root: Path, topics: Topics) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def trained(build) -> dict:
     """One CLI run: 40 steps of InfoNCE through GradCache (mini-batches of 8 in batches of 16)."""
-    from m3e_data.cli import main
+    from m3e_data.cli.main import main
 
     out = build["root"] / "model-out"
     result = CliRunner().invoke(
@@ -138,7 +138,7 @@ def test_saved_folder_loads_encodes_and_has_a_card(trained):
 
 
 def test_card_of_a_run_without_evaluation_says_why(build):
-    from m3e_data.cli import main
+    from m3e_data.cli.main import main
 
     out = build["root"] / "no-eval"
     result = CliRunner().invoke(
@@ -155,7 +155,7 @@ def test_card_of_a_run_without_evaluation_says_why(build):
 
 
 def test_bundled_encoder_reads_the_model(trained):
-    encoder_mod = pytest.importorskip("m3e_data.encoder")
+    encoder_mod = pytest.importorskip("m3e_data.stages.mine.encoder")
     from sentence_transformers import SentenceTransformer
 
     texts = ["一丁七万", "丈三上下不"]
@@ -267,7 +267,7 @@ def test_distillation_targets_are_the_rows_teacher_scores(build):
 
 
 def test_train_runs_with_distillation(build, tmp_path):
-    from m3e_data.cli import main
+    from m3e_data.cli.main import main
 
     out = tmp_path / "distilled"
     result = CliRunner().invoke(
@@ -396,7 +396,7 @@ def test_heldout_and_t2ranking_sets(build, tmp_path):
 
 
 def test_cli_help_lists_the_options():
-    from m3e_data.cli import main
+    from m3e_data.cli.main import main
 
     result = CliRunner().invoke(main, ["train", "--help"])
     assert result.exit_code == 0
@@ -462,7 +462,7 @@ def test_cls_pooling_option_and_the_bundled_encoder_follows_it(build, tmp_path):
 
     assert [m.pooling_mode for m in model.modules() if isinstance(m, Pooling)] == ["cls"]
     save_model_folder(model, tmp_path / "cls", {})
-    encoder_mod = pytest.importorskip("m3e_data.encoder")
+    encoder_mod = pytest.importorskip("m3e_data.stages.mine.encoder")
     enc = encoder_mod.Encoder(str(tmp_path / "cls"), device="cpu")
     assert enc.pooling == "cls"
     texts = ["一丁七万", "丈三上下"]
@@ -520,8 +520,8 @@ def test_device_cuda_n_makes_that_gpu_the_only_visible_one():
 def test_out_holding_the_users_files_is_refused_before_training(build, trained, tmp_path, monkeypatch):
     """The audit's case: `train --out DIR` deleted DIR/checkpoints/ and DIR/1_Pooling/ with the user's files
     and overwrote DIR/README.md and DIR/config.json. Refused before any data or model is loaded."""
-    from m3e_data.cli import main
-    from m3e_data.ownership import MARKER
+    from m3e_data.cli.main import main
+    from m3e_data.storage.ownership import MARKER
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a refused run must not load data")

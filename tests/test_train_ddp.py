@@ -28,7 +28,7 @@ def test_two_process_run_with_mixed_losses_finishes(tmp_path):
     write_source(stage, corpus_rows("gamma", 150, topics=topics, n_negatives=2, scored=True))  # distill
     model = tiny_bert(tmp_path / "base", topics.vocab)
     script = tmp_path / "cli.py"
-    script.write_text("from m3e_data.cli import main\nmain()\n")
+    script.write_text("from m3e_data.cli.main import main\nmain()\n")
     out = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
            "CUDA_VISIBLE_DEVICES": ""}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from m3e_data.preflight import local_or_hub, require_extra
-from m3e_data.vocabulary import names, old_spelling
+from m3e_data.cli.preflight import local_or_hub, require_extra
+from m3e_data.cli.vocabulary import names, old_spelling
 
 
 def one_gpu(device: str | None, environ: dict[str, str]) -> tuple[str | None, str | None]:
@@ -153,7 +153,7 @@ def train(
 
 def _print_summary(summary: dict, out: Path) -> None:
     """Each evaluation set's figures before and after training, then where the model went."""
-    from m3e_data.console import Col, fit_table, messages, table_width, tables
+    from m3e_data.cli.console import Col, fit_table, messages, table_width, tables
 
     before, after = summary["before"], summary["after"]
     if after:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from m3e_data.catalog import load_catalog
 from m3e_data.commercial import row_problems
 from m3e_data.schema import COLUMNS, EVAL_SPLITS, conform
-from m3e_data.store import SUCCESS, parquet_files, read_success
+from m3e_data.storage.store import SUCCESS, parquet_files, read_success
 
 # The build stages train/ can read, most refined first: the one with mined negatives and scores wins
 # when a build folder holds both.

@@ -32,7 +32,7 @@ def eval_command(model: str, tasks: tuple[Path, ...], out: Path | None, device: 
     (average precision); the kind of each task is told by its files. Figures are computed with sentence-transformers'
     evaluators (see the README for how they compare with the C-MTEB leaderboard).
     """
-    from m3e_data.console import messages
+    from m3e_data.cli.console import messages
 
     local = Path(model).expanduser()
     if local.exists() and not local.is_dir():
@@ -81,7 +81,7 @@ def eval_command(model: str, tasks: tuple[Path, ...], out: Path | None, device: 
         results.update(evaluate(encoder, [task], batch_size=batch_size, progress=True))
     _print_table(sets, results)
     if out is not None:
-        from m3e_data.store import atomic_write_json
+        from m3e_data.storage.store import atomic_write_json
 
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out, results)
@@ -99,7 +99,7 @@ def _size(task) -> str:
 def _print_table(sets: list, results: dict[str, dict[str, float]]) -> None:
     from rich.table import Table
 
-    from m3e_data.console import tables
+    from m3e_data.cli.console import tables
 
     table = Table(title="evaluation")
     for column, justify in (("task", "left"), ("kind", "left"), ("metric", "left"), ("value", "right")):

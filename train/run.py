@@ -9,7 +9,7 @@ Layout of OUT (the model folder):
     eval_results.json                                   evaluation before and after, per set (m3e_train.evaluate)
     loss_curve.json                                     training loss per logged step
     checkpoints/checkpoint-N/                           while training; removed at the end unless kept
-    .m3e-owner.json                                     what train wrote (m3e_data.ownership)
+    .m3e-owner.json                                     what train wrote (m3e_data.storage.ownership)
 
 OUT must be new, empty, or a folder train wrote holding nothing else: a user's file in it (a checkpoints/
 or 1_Pooling/ of their own, a README.md) is refused before anything is loaded, never overwritten.
@@ -30,14 +30,14 @@ from m3e_train.card import render_card
 from m3e_train.data import SCORED, TrainData, load_rows, source_of, training_tables
 from m3e_train.evaluate import EvalSet, evaluate, heldout_set, load_task, t2ranking_set, with_mean
 
-from m3e_data import ownership
-from m3e_data.store import atomic_write_json, ordinary_permissions
+from m3e_data.storage import ownership
+from m3e_data.storage.store import atomic_write_json, ordinary_permissions
 
 log = logging.getLogger("m3e_train")
 
 CHECKPOINTS = "checkpoints"
 BEFORE_FILE = "eval_before.json"  # kept beside the checkpoints so a resumed run reports the same baseline
-OWNER = "train"  # the marker name of a model folder (m3e_data.ownership)
+OWNER = "train"  # the marker name of a model folder (m3e_data.storage.ownership)
 _SAVE_TMP = ".model."  # prefix of save_model_folder's temp folder inside OUT
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m3e_data.schema import UNIFIED_SCHEMA, make_id
-from m3e_data.store import SUCCESS, atomic_write_json
+from m3e_data.storage.store import SUCCESS, atomic_write_json
 
 _FIRST_CJK = 0x4E00
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

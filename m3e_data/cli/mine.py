@@ -1,6 +1,6 @@
 """`m3e-data mine`: add hard negatives and similarity scores to m3e-hq (-> m3e-hq-with-score).
 
-Thin: parses options and calls m3e_data.mine. torch/transformers load only when a source needs mining.
+Thin: parses options and calls m3e_data.stages.mine.stage. torch/transformers load only when a source needs mining.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from m3e_data.cli.console import Col, fit_table, messages, resumable, table_width, tables
+from m3e_data.cli.preflight import local_folder, local_or_hub, require_extra
+from m3e_data.cli.vocabulary import names, old_spelling
 from m3e_data.commercial import commercial_folders
-from m3e_data.console import Col, fit_table, messages, resumable, table_width, tables
-from m3e_data.mine import (
+from m3e_data.stages.mine.mining import MiningParams, parse_range
+from m3e_data.stages.mine.stage import (
     FAILED,
     UNCHANGED,
     MineOptions,
@@ -29,9 +32,6 @@ from m3e_data.mine import (
     default_cache_dir,
     mine,
 )
-from m3e_data.mining import MiningParams, parse_range
-from m3e_data.preflight import local_folder, local_or_hub, require_extra
-from m3e_data.vocabulary import names, old_spelling
 
 MINE_CAPTION = (
     "rows: rows mined. mined / native: negatives added by the model / kept from the source. short of N: rows "

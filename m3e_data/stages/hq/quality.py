@@ -23,9 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from m3e_data import langid
 from m3e_data.catalog import load_task_hq
-from m3e_data.minhash import MinHashParams, band_keys, hash_keys, shingle_batch, signatures_from_hashes
+from m3e_data.stages.hq import langid
+from m3e_data.stages.hq.minhash import (
+    MinHashParams,
+    band_keys,
+    hash_keys,
+    shingle_batch,
+    signatures_from_hashes,
+)
 
 # Bump when a statistic's definition changes: cached statistics of an older version are recomputed.
 # 2: Latin-script text with accents or curly quotes is "en", not "other"; boilerplate spares people ("AI从业者").

@@ -42,14 +42,14 @@ import yaml
 
 from m3e_data.catalog import load_catalog
 from m3e_data.commercial import row_problems
-from m3e_data.hub_stage import input_sources, select_rows, split_groups
 from m3e_data.manifest import read_manifest
-from m3e_data.ownership import ForeignFiles, check_replaceable
-from m3e_data.store import atomic_write_text, iter_batches, parquet_files, staged_folder
+from m3e_data.stages.publish.hub_stage import input_sources, select_rows, split_groups
+from m3e_data.storage.ownership import ForeignFiles, check_replaceable
+from m3e_data.storage.store import atomic_write_text, iter_batches, parquet_files, staged_folder
 
 FORMATS = ("uniem", "sentence-transformers", "flagembedding")
 READ_BATCH_ROWS = 50_000
-OWNER = "export"  # the marker name of an export folder (m3e_data.ownership)
+OWNER = "export"  # the marker name of an export folder (m3e_data.storage.ownership)
 
 
 class ExportError(ValueError):
@@ -297,7 +297,7 @@ def export(
     """Write every source of `data_dir` in `fmt` into `out` (replaced atomically when done).
 
     `out` must be new, empty or an earlier export holding only what that export wrote (its marker says
-    so, m3e_data.ownership): anything else would be deleted, so it is refused and named.
+    so, m3e_data.storage.ownership): anything else would be deleted, so it is refused and named.
     `commercial_only` keeps only commercial rows; with it, or when the data's build was commercial-only,
     every written row is re-checked and any that fails refuses the export (nothing is written).
     """

@@ -45,16 +45,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from m3e_data import __version__, ownership, quality
+from m3e_data import __version__
 from m3e_data.catalog import Source, load_catalog
 from m3e_data.commercial import row_problems
-from m3e_data.decontaminate import EvalIndex, contaminated
-from m3e_data.dedup import exact_duplicates, keep_order, near_duplicates
-from m3e_data.lock import hold
 from m3e_data.manifest import now, read_manifest, write_stage
-from m3e_data.quality import StatsParams, band_columns
 from m3e_data.schema import EVAL_SPLITS, UNIFIED_SCHEMA, conform
-from m3e_data.store import (
+from m3e_data.stages.hq import quality
+from m3e_data.stages.hq.decontaminate import EvalIndex, contaminated
+from m3e_data.stages.hq.dedup import exact_duplicates, keep_order, near_duplicates
+from m3e_data.stages.hq.quality import StatsParams, band_columns
+from m3e_data.storage import ownership
+from m3e_data.storage.lock import hold
+from m3e_data.storage.store import (
     SUCCESS,
     PartWriter,
     atomic_write_json,

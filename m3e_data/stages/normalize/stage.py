@@ -20,13 +20,20 @@ from typing import Any
 
 from m3e_data import __version__
 from m3e_data.catalog import Source, load_catalog
-from m3e_data.fingerprint import HashCache
-from m3e_data.locate import Located, SourceMissing, locate
-from m3e_data.lock import hold
 from m3e_data.manifest import now, read_manifest, write_stage
-from m3e_data.normalize import NORMALIZE_VERSION, Counts, normalize, to_batch
 from m3e_data.recipe import Context, Recipe, load_recipe
-from m3e_data.store import SUCCESS, PartWriter, atomic_write_json, clean_stale, read_success, staged_folder
+from m3e_data.stages.normalize.locate import Located, SourceMissing, locate
+from m3e_data.stages.normalize.normalize import NORMALIZE_VERSION, Counts, normalize, to_batch
+from m3e_data.storage.fingerprint import HashCache
+from m3e_data.storage.lock import hold
+from m3e_data.storage.store import (
+    SUCCESS,
+    PartWriter,
+    atomic_write_json,
+    clean_stale,
+    read_success,
+    staged_folder,
+)
 
 BATCH_ROWS = 20_000
 STAGE = "normalize"

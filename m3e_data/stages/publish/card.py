@@ -17,10 +17,10 @@ import pyarrow as pa
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from m3e_data.catalog import COMMERCIAL_LICENSES, Source
-from m3e_data.hub_stage import ALL_CONFIG, StagedRepo, public_mining_record, public_model_name
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.store import atomic_write_text
-from m3e_data.teacher import public_name
+from m3e_data.stages.mine.teacher import public_name
+from m3e_data.stages.publish.hub_stage import ALL_CONFIG, StagedRepo, public_mining_record, public_model_name
+from m3e_data.storage.store import atomic_write_text
 
 # Licence ids the Hub's `license:` field accepts, for the licences our catalog uses
 # (https://huggingface.co/docs/hub/repositories-licenses). Anything else is "other" (a named licence the

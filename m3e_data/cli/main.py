@@ -14,16 +14,23 @@ import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from m3e_data.build import BUILT, UNCHANGED, BuildOptions, SourceResult, build, select_sources
 from m3e_data.catalog import Source, how_to_get, layout_files, load_catalog
-from m3e_data.console import Col, error_line, fit_table, messages, resumable, table_width, tables
-from m3e_data.failures import explain
-from m3e_data.hq_cli import hold_for_command, hq_command, hq_options, report_command, run_hq_command
+from m3e_data.cli.console import Col, error_line, fit_table, messages, resumable, table_width, tables
+from m3e_data.cli.failures import explain
+from m3e_data.cli.hq import hold_for_command, hq_command, hq_options, report_command, run_hq_command
+from m3e_data.cli.mine import mine_command
+from m3e_data.cli.preflight import check_hub, local_folder
+from m3e_data.cli.publish import export_command, push_command
 from m3e_data.manifest import MANIFEST
-from m3e_data.mine_cli import mine_command
-from m3e_data.preflight import check_hub, local_folder
-from m3e_data.publish_cli import export_command, push_command
 from m3e_data.recipe import recipe_names
+from m3e_data.stages.normalize.stage import (
+    BUILT,
+    UNCHANGED,
+    BuildOptions,
+    SourceResult,
+    build,
+    select_sources,
+)
 
 
 class _Main(click.Group):

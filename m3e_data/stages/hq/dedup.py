@@ -32,8 +32,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from m3e_data.minhash import hash_keys, shingle_batch
-from m3e_data.quality import normalize
+from m3e_data.stages.hq.minhash import hash_keys, shingle_batch
+from m3e_data.stages.hq.quality import normalize
 
 QUALITY_RANK = {"excellent": 0, "good": 1}
 ALL_PAIRS_BUCKET = 10  # buckets up to this size emit every pair; larger ones a star (they are near-copies)

@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import orjson
 
-from m3e_data.store import iter_batches
+from m3e_data.storage.store import iter_batches
 
 log = logging.getLogger(__name__)
 

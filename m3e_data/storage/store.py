@@ -26,8 +26,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m3e_data import ownership
 from m3e_data.schema import UNIFIED_SCHEMA
+from m3e_data.storage import ownership
 
 SUCCESS = "_SUCCESS.json"
 TEMP_PREFIX = ".m3e-tmp."
@@ -190,7 +190,7 @@ def staged_folder(target: Path, owner: str = "build") -> Iterator[Path]:
     """A temp folder beside `target` that replaces it on success and is removed on failure.
 
     A `_SUCCESS.json` written into it gets the folder's file list (sizes, checksums) before the swap.
-    `target` is replaced only if `owner` wrote everything in it (m3e_data.ownership): refused before any
+    `target` is replaced only if `owner` wrote everything in it (m3e_data.storage.ownership): refused before any
     work starts and checked again before the swap; the new folder gets `owner`'s marker.
     """
     # A stage's own part that changed size is damage to rebuild (verify), not a user's file: only files the

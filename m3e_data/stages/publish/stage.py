@@ -24,11 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, HfApi, get_token
 
-from m3e_data import __version__, ownership
-from m3e_data.card import build_card, card_licenses_commercial, write_card
+from m3e_data import __version__
 from m3e_data.catalog import Source, load_catalog
 from m3e_data.commercial import licences, row_problems
-from m3e_data.hub_stage import (
+from m3e_data.manifest import read_manifest
+from m3e_data.stages.publish.card import build_card, card_licenses_commercial, write_card
+from m3e_data.stages.publish.hub_stage import (
     HUB_UPLOAD_CACHE,
     OWNER,
     SHARD_BYTES,
@@ -39,8 +40,8 @@ from m3e_data.hub_stage import (
     stage,
     staged_parquet,
 )
-from m3e_data.manifest import read_manifest
-from m3e_data.store import SUCCESS
+from m3e_data.storage import ownership
+from m3e_data.storage.store import SUCCESS
 
 _UPLOADABLE = ("README.md", ".gitattributes")
 
@@ -151,7 +152,7 @@ def prepare(
         staged = stage(data_dir, dest, commercial_only=commercial_only, shard_bytes=shard_bytes)
     if not staged.configs:
         raise PublishError(f"{data_dir}: no rows to publish" + (" under --commercial-only" if commercial_only else ""))
-    # A mine run outside a build folder keeps its record inside its output (m3e_data.mine.record_folder).
+    # A mine run outside a build folder keeps its record inside its output (m3e_data.stages.mine.stage.record_folder).
     card = build_card(
         staged, catalog, read_manifest(data_dir) or read_manifest(data_dir.parent), repo_id=repo_id, mined=is_mined(data_dir, staged),
         commercial_only=commercial_only,

@@ -20,11 +20,11 @@ import pyarrow as pa
 import xxhash
 
 from m3e_data.catalog import Source
-from m3e_data.quality import text_keys
-from m3e_data.readers import BadRow, ReadItem, noted
 from m3e_data.recipe import Context, Pair, Recipe, Skip
 from m3e_data.schema import UNIFIED_SCHEMA, make_id
-from m3e_data.textclean import clean_text
+from m3e_data.stages.hq.quality import text_keys
+from m3e_data.stages.normalize.readers import BadRow, ReadItem, noted
+from m3e_data.stages.normalize.textclean import clean_text
 
 # Bump when normalize's output for the same input changes, so that built sources are rebuilt (build key).
 # 2: shared text repairs; negatives cleaned one by one.

@@ -10,14 +10,14 @@ import click
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from m3e_data.console import Col, fit_table, messages, resumable, table_width, tables
-from m3e_data.decontaminate import EvalFileError
-from m3e_data.hq import HqConfig, HqConfigError, InputError, NothingToDo, run_hq
-from m3e_data.lock import FolderBusy, acquire, release
-from m3e_data.ownership import ForeignFiles
-from m3e_data.quality import ThresholdError
-from m3e_data.report import ReportError, _stage_drops, hq_section, write_report
-from m3e_data.vocabulary import in_folder
+from m3e_data.cli.console import Col, fit_table, messages, resumable, table_width, tables
+from m3e_data.cli.vocabulary import in_folder
+from m3e_data.stages.hq.decontaminate import EvalFileError
+from m3e_data.stages.hq.quality import ThresholdError
+from m3e_data.stages.hq.report import ReportError, _stage_drops, hq_section, write_report
+from m3e_data.stages.hq.stage import HqConfig, HqConfigError, InputError, NothingToDo, run_hq
+from m3e_data.storage.lock import FolderBusy, acquire, release
+from m3e_data.storage.ownership import ForeignFiles
 
 
 def hq_options(fn: Callable[..., Any]) -> Callable[..., Any]:

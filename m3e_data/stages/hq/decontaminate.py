@@ -26,9 +26,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from m3e_data.dedup import edge_jaccard, pair_sets
-from m3e_data.minhash import band_keys, signatures
-from m3e_data.quality import StatsParams, band_columns, normalize, text_keys
+from m3e_data.stages.hq.dedup import edge_jaccard, pair_sets
+from m3e_data.stages.hq.minhash import band_keys, signatures
+from m3e_data.stages.hq.quality import StatsParams, band_columns, normalize, text_keys
 
 JSON_FIELDS = ("text", "query", "question", "sentence", "sentence1", "sentence2", "passage", "positive", "title")
 THRESHOLD = 0.8

@@ -1,6 +1,6 @@
 """The thin driver of the mine stage: OUT/m3e-hq/<source>/ -> OUT/m3e-hq-with-score/<source>/.
 
-Per source: read its parts, mine (m3e_data.mining), write the parts with the mining record in the Parquet
+Per source: read its parts, mine (m3e_data.stages.mine.mining), write the parts with the mining record in the Parquet
 schema metadata, then `_SUCCESS.json`. A source whose input, model and parameters are unchanged since its
 last complete run is skipped without loading the model; an interrupted run resumes at the first source
 without `_SUCCESS.json`. The run's record goes into the "mine" section of OUT/build-manifest.json.
@@ -28,12 +28,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m3e_data import __version__, ownership
+from m3e_data import __version__
 from m3e_data.manifest import MANIFEST, now, read_manifest, write_stage
-from m3e_data.mining import SCORE_MEANING, MiningParams, SourceStats, distribution, filter_reasons, mine_rows
 from m3e_data.schema import UNIFIED_SCHEMA, conform
-from m3e_data.semdedup import near_duplicates, pair_vectors
-from m3e_data.store import (
+from m3e_data.stages.mine.mining import (
+    SCORE_MEANING,
+    MiningParams,
+    SourceStats,
+    distribution,
+    filter_reasons,
+    mine_rows,
+)
+from m3e_data.stages.mine.semdedup import near_duplicates, pair_vectors
+from m3e_data.storage import ownership
+from m3e_data.storage.store import (
     SUCCESS,
     PartWriter,
     atomic_write_json,
@@ -44,7 +52,7 @@ from m3e_data.store import (
 )
 
 STAGE = "mine"
-METADATA_KEY = b"m3e_data.mining"
+METADATA_KEY = b"m3e_data.stages.mine.mining"
 # Bump when a change to mining would change its output for the same input and parameters.
 MINING_VERSION = 2
 SEMANTIC_DUPLICATE = "semantic_duplicate"
@@ -61,7 +69,7 @@ REJECT_SCHEMA = pa.schema([
 ])
 
 MINED, UNCHANGED, FAILED = "mined", "unchanged", "failed"
-OWNER = "mine"  # the marker name of a mined source folder (m3e_data.ownership)
+OWNER = "mine"  # the marker name of a mined source folder (m3e_data.storage.ownership)
 
 
 def is_m3e_manifest(path: Path) -> bool:
@@ -120,7 +128,7 @@ class MineOptions:
 
     def public_filters(self) -> dict[str, Any]:
         """filters() as published in the Parquet metadata: a local score model by its folder name only."""
-        from m3e_data.teacher import public_name
+        from m3e_data.stages.mine.teacher import public_name
 
         filters = self.filters()
         if self.score_model:
@@ -130,7 +138,7 @@ class MineOptions:
     def score_meaning(self) -> str:
         if self.score_model is None:
             return SCORE_MEANING
-        from m3e_data.teacher import score_meaning
+        from m3e_data.stages.mine.teacher import score_meaning
 
         return score_meaning(self.score_model, self.score_revision)
 
@@ -197,7 +205,7 @@ class LazyEncoder:
 
     def get(self) -> Any:
         if self._encoder is None:
-            from m3e_data.encoder import Encoder
+            from m3e_data.stages.mine.encoder import Encoder
 
             o = self.options
             try:
@@ -211,7 +219,7 @@ class LazyEncoder:
         """(model id, revision) without loading weights when the model is a local folder."""
         if self._encoder is not None:
             return self._encoder.model_id, self._encoder.revision
-        from m3e_data.encoder import resolve_model
+        from m3e_data.stages.mine.encoder import resolve_model
 
         _, revision, identity = resolve_model(self.options.model, self.options.revision)
         return self.options.model, identity
@@ -234,7 +242,7 @@ class LazyTeacher:
 
     def get(self) -> Any:
         if self._score is None:
-            from m3e_data.teacher import load_cross_encoder
+            from m3e_data.stages.mine.teacher import load_cross_encoder
 
             o = self.options
             try:
@@ -410,7 +418,7 @@ def _mine_and_write(
                            on_search=on_search, ranks=options.consistency_topk is not None)
         stats = result.stats
         if teacher is not None:
-            from m3e_data.teacher import rescore
+            from m3e_data.stages.mine.teacher import rescore
 
             result.table = rescore(result.table, teacher.get())
         mined, rejected = filter_rows(result, options, dedup)

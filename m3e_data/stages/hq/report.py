@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from rich.table import Table
 
 from m3e_data.manifest import read_manifest
-from m3e_data.quality import LENGTH_RULES
-from m3e_data.store import atomic_write_text, parquet_files
+from m3e_data.stages.hq.quality import LENGTH_RULES
+from m3e_data.storage.store import atomic_write_text, parquet_files
 
 EXAMPLES_PER_REASON = 3
 EXAMPLE_CHARS = 160  # a text longer than this is cut, with … and its full length

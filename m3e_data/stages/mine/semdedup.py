@@ -1,6 +1,6 @@
 """Semantic near-duplicates of (query, positive) pairs, as SemDeDup finds them (pure: arrays in, arrays out).
 
-MinHash (m3e_data.dedup) catches surface copies; a pair re-worded by another source survives it. Here a
+MinHash (m3e_data.stages.hq.dedup) catches surface copies; a pair re-worded by another source survives it. Here a
 pair is the concatenation of its L2-normalised query and positive embeddings scaled by 1/√2, so the
 cosine of two pairs is the mean of their query cosine and their positive cosine. k-means over the query
 embeddings splits the rows into clusters; inside each cluster an exact search compares a row with the

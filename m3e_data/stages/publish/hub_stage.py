@@ -22,22 +22,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from m3e_data import ownership
 from m3e_data.schema import UNIFIED_SCHEMA, conform
-from m3e_data.store import SUCCESS, iter_batches, parquet_files, read_success, staged_folder
+from m3e_data.storage import ownership
+from m3e_data.storage.store import SUCCESS, iter_batches, parquet_files, read_success, staged_folder
 
 SHARD_BYTES = 500 * 1024 * 1024
 # Small row groups keep the Hub's dataset viewer and random access cheap on long passages.
 ROW_GROUP_ROWS = 10_000
 READ_BATCH_ROWS = 50_000
 ALL_CONFIG = "all"
-MINING_KEY = b"m3e_data.mining"  # schema metadata of mined parts: JSON with model, revision, parameters
+MINING_KEY = b"m3e_data.stages.mine.mining"  # schema metadata of mined parts: JSON with model, revision, parameters
 # The split names `datasets` accepts (datasets.naming._split_re).
 _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 # What huggingface_hub's resumable large-folder upload keeps inside the folder it uploads (never uploaded).
 HUB_UPLOAD_CACHE = ".cache/huggingface"
-OWNER = "push"  # the marker name of a staged folder (m3e_data.ownership)
+OWNER = "push"  # the marker name of a staged folder (m3e_data.storage.ownership)
 LOCAL_NOTE = " (a local model folder)"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import xxhash
 
-from m3e_data.store import atomic_write_json
+from m3e_data.storage.store import atomic_write_json
 
 CACHE_FILE = Path(".cache") / "fingerprints.json"
 CHUNK = 8 << 20

@@ -130,7 +130,7 @@ def mark(folder: Path, command: str, *, trees: Iterable[str] = (), **info: Any) 
     `trees`: folders owned whole, whatever they come to hold. `info`: extra fields kept in the marker (a
     staging keeps its input key there).
     """
-    from m3e_data.store import atomic_write_json  # store calls this module; import at use
+    from m3e_data.storage.store import atomic_write_json  # store calls this module; import at use
 
     trees = sorted(set(trees))
     entries: dict[str, int | None] = {}

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from m3e_data.console import messages
+from m3e_data.cli.console import messages
 
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
@@ -55,7 +55,7 @@ def in_folder(dest: str, old_positional: str, help: str) -> Callable[[Callable[.
             value = option if option is not None else given
             if value is None:
                 raise click.UsageError("Missing option '--in': the input folder")
-            from m3e_data.preflight import local_folder
+            from m3e_data.cli.preflight import local_folder
 
             kwargs[dest] = local_folder(value, "--in")
             return fn(*args, **kwargs)

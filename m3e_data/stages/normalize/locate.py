@@ -20,9 +20,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from m3e_data.catalog import Layout, Source, how_to_get
-from m3e_data.confine import refuse_links_outside
-from m3e_data.fingerprint import HashCache, fingerprint_files, input_files
-from m3e_data.readers import ReadItem, read_file
+from m3e_data.stages.normalize.readers import ReadItem, read_file
+from m3e_data.storage.confine import refuse_links_outside
+from m3e_data.storage.fingerprint import HashCache, fingerprint_files, input_files
 
 DEMO = "demo"
 HUB = "hub"

@@ -19,7 +19,7 @@ ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]
 
 def public_name(model: str) -> str:
     """The score model as a reader of a release may see it: a local folder by its name only."""
-    from m3e_data.hub_stage import public_model_name
+    from m3e_data.stages.publish.hub_stage import public_model_name
 
     return public_model_name(model, "local" if Path(model).exists() else None)
 

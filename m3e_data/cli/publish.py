@@ -1,4 +1,4 @@
-"""`m3e-data push` and `m3e-data export`: thin commands over m3e_data.publish and m3e_data.export."""
+"""`m3e-data push` and `m3e-data export`: thin commands over m3e_data.stages.publish.stage and m3e_data.stages.publish.export."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from m3e_data.console import Col, fit_table, messages, table_width, tables
-from m3e_data.export import FORMATS, ExportError, export
-from m3e_data.hub_stage import StageError
-from m3e_data.preflight import check_push
-from m3e_data.publish import CommercialRefusal, PublishError, push
-from m3e_data.vocabulary import in_folder
+from m3e_data.cli.console import Col, fit_table, messages, table_width, tables
+from m3e_data.cli.preflight import check_push
+from m3e_data.cli.vocabulary import in_folder
+from m3e_data.stages.publish.export import FORMATS, ExportError, export
+from m3e_data.stages.publish.hub_stage import StageError
+from m3e_data.stages.publish.stage import CommercialRefusal, PublishError, push
 
 
 def _warn_research_only(data_dir: Path) -> None:
