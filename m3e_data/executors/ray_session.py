@@ -1,0 +1,50 @@
+"""Connecting to Ray: the optional extra, the address, and one session per command."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+INSTALL_HINT = "the Ray executor needs the optional extra: pip install 'm3e-data[ray]'"
+
+
+class RayUnavailable(RuntimeError):
+    """--executor ray was asked for but ray is not installed (a usage error, not a crash)."""
+
+
+def require_ray() -> Any:
+    """Import ray, or say which extra to install."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayUnavailable(INSTALL_HINT) from exc
+    return ray
+
+
+def resolve_address(address: str | None) -> str | None:
+    """--ray-address, else RAY_ADDRESS, else None (a local Ray started for this command)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
+    """Join the cluster at `address` (or start a local one) for the length of a command.
+
+    A session that was already initialised (a test's `ray.init(num_cpus=2)`, a notebook) is reused and left
+    running: shutting down someone else's cluster connection would break them.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    address = resolve_address(address)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address is None and num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    ray.init(address=address, **kwargs)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
