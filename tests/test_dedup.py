@@ -384,3 +384,77 @@ def test_hq_on_real_cmrc2018_keeps_siblings_and_drops_noisy_copies(tmp_path, sha
     assert {frozenset(r) for r in rejects.select("id", "kept_id").rows()} == {
         frozenset((f"cmrc2018/train/COPY_{k}", f"cmrc2018/train/{raw[k]['id']}")) for k in range(0, 200, 25)
     }
+
+
+def _old_path(queries, positives, bands, rank, homogeneous, threshold=0.8, side_threshold=0.5):
+    """near_duplicates as it was before chunked verification: every involved row's texts and 3-gram sets
+    at once, in one process. The reference the chunked, pooled path must equal exactly."""
+    from m3e_data.stages.hq.dedup import candidates, similarities
+
+    n = len(queries)
+    edges = candidates(bands)
+    involved = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()]))
+    q, p = [queries[i] for i in involved], [positives[i] for i in involved]
+    la, lb = np.searchsorted(involved, edges["a"].to_numpy()), np.searchsorted(involved, edges["b"].to_numpy())
+    s2s = homogeneous[involved]
+    pair, query, positive = similarities(q, p, la, lb, s2s[la] & s2s[lb])
+    question, norm = question_rows(q, p, s2s)
+    strict = question[la] | question[lb]
+    side = np.minimum(query, positive)
+    dup = np.where(strict, (norm[la] == norm[lb]) & (positive >= threshold), (pair >= threshold) & (side >= side_threshold))
+    verified = edges.filter(pl.Series(dup))
+    return survivors(components(n, verified["a"].to_numpy(), verified["b"].to_numpy()), rank), verified
+
+
+def _planted_corpus(n_base: int, seed: int) -> tuple[list[str], list[str], np.ndarray]:
+    """Pairs at realistic lengths over a small alphabet (unrelated rows share 3-grams), with planted copies
+    from Jaccard ~0.5 to exact, s2s and questions mixed."""
+    rng = random.Random(seed)
+    alphabet = HAN[:300]
+    queries = ["".join(rng.choices(alphabet, k=rng.randint(10, 40))) for _ in range(n_base)]
+    positives = ["".join(rng.choices(alphabet, k=rng.randint(50, 300))) for _ in range(n_base)]
+    s2s = [rng.random() < 0.25 for _ in range(n_base)]
+    for _ in range(n_base // 2):
+        b = rng.randrange(n_base)
+        edits = rng.choice([0, 1, 3, 8, 20])
+        p = _edit(positives[b], rng.sample(range(len(positives[b])), edits))
+        q = queries[b] + rng.choice(["", "？", " "])
+        queries.append(q if rng.random() < 0.8 else positives[b][:30])
+        positives.append(p)
+        s2s.append(s2s[b] if rng.random() < 0.8 else not s2s[b])
+    return queries, positives, np.array(s2s)
+
+
+def test_chunked_pooled_verification_equals_the_whole_at_once_path(monkeypatch):
+    """Verification in chunks of a few rows, spread over a real process pool, gives exactly the survivors
+    and verified edges of the old path (all involved rows at once, in the main process)."""
+    from m3e_data.stages.hq import dedup
+    from m3e_data.stages.hq.stage import _bounded_map
+
+    queries, positives, s2s = _planted_corpus(1200, seed=11)
+    n = len(queries)
+    sig = np.minimum(signatures(queries), signatures(positives))
+    keys = band_keys(sig, 20, 6)
+    rank = np.random.default_rng(3).permutation(n)
+
+    def bands():
+        return ((np.arange(n), keys[:, i]) for i in range(20))
+
+    want_keep, want_edges = _old_path(queries, positives, bands(), rank, s2s)
+    assert (want_keep != np.arange(n)).sum() > 100 and want_edges["a"].n_unique() > 100  # a real workload
+
+    texts_calls = []
+
+    def texts(g):
+        texts_calls.append(len(g))
+        return [queries[i] for i in g], [positives[i] for i in g]
+
+    monkeypatch.setattr(dedup, "VERIFY_ROWS", 200)
+    keep, verified = near_duplicates(n, bands(), texts, rank, 0.8, s2s, 0.5,
+                                     map_chunks=lambda fn, items, th: _bounded_map(fn, items, th, 2))
+    assert keep.tolist() == want_keep.tolist()
+    assert verified.select("a", "b").sort("a", "b").rows() == want_edges.select("a", "b").sort("a", "b").rows()
+    assert max(texts_calls) <= 200 and len(texts_calls) > 5  # bounded: never more than a chunk's rows at once
+    # Serially (no pool) too.
+    keep, _ = near_duplicates(n, bands(), texts, rank, 0.8, s2s, 0.5)
+    assert keep.tolist() == want_keep.tolist()

@@ -101,3 +101,83 @@ def test_exact_jaccard_of_shingle_sets():
     sa, sb = signatures(["北京今天的天气怎么样，适合出门吗", "北京今天的天气怎么样，适合出去吗"])
     ua, ub = unique_sets(["北京今天的天气怎么样，适合出门吗", "北京今天的天气怎么样，适合出去吗"])
     assert abs(float(np.mean(sa == sb)) - jaccard(ua, ub)) < 0.15
+
+
+def _sketch_texts(n: int, seed: int, surrogate: bool = True) -> tuple[list[str], list[str]]:
+    """Rows whose queries and positives share 3-grams, with every edge case of length and code point (a lone
+    surrogate only where no Arrow table must hold it)."""
+    rng = random.Random(seed)
+    alphabet = [chr(c) for c in range(0x4E00, 0x4E00 + 60)] + list("ab ,。") + ["😀"] + (["\ud800"] if surrogate else [])
+    queries = ["".join(rng.choices(alphabet, k=rng.choice([0, 1, 2, 3, 5, 20, 40]))) for _ in range(n)]
+    positives = [q[: len(q) // 2] + "".join(rng.choices(alphabet, k=rng.choice([0, 1, 2, 4, 80, 400]))) for q in queries]
+    return queries + TEXTS[:5], positives + TEXTS[-5:]
+
+
+@pytest.mark.skipif(not __import__("m3e_data.stages.hq.sketch", fromlist=["numba"]).numba, reason="numba not installed")
+@pytest.mark.parametrize("perms", [120, 128, 7])
+def test_compiled_sketch_equals_numpy_and_datasketch(perms):
+    """The numba kernel and the numpy path give the same shingle counts, distinct and shared 3-grams and
+    signatures; the signatures are datasketch's (first `perms` permutations) and the distinct/shared counts
+    those of Python sets."""
+    from m3e_data.stages.hq.minhash import codepoints
+    from m3e_data.stages.hq.sketch import sketch
+
+    queries, positives = _sketch_texts(300, seed=perms)
+    n = len(queries)
+    cp, cp_starts = codepoints(queries + positives)
+    params = MinHashParams()
+    fast = sketch(cp, cp_starts, n, params, perms, compiled=True)
+    slow = sketch(cp, cp_starts, n, params, perms, compiled=False)
+    for f, s in zip(fast, slow, strict=True):
+        assert f.shape == s.shape and np.array_equal(f, s)
+    counts, distinct, shared, sig = fast
+    assert np.array_equal(sig, signatures(queries + positives)[:, :perms])
+    for i in range(n):
+        q, p = set(shingles(queries[i])), set(shingles(positives[i]))
+        assert (counts[i], counts[n + i]) == (len(shingles(queries[i])), len(shingles(positives[i])))
+        assert (distinct[i], distinct[n + i], shared[i]) == (len(q), len(p), len(q & p))
+
+
+@pytest.mark.skipif(not __import__("m3e_data.stages.hq.sketch", fromlist=["numba"]).numba, reason="numba not installed")
+def test_statistics_and_survivors_are_the_same_without_numba(monkeypatch):
+    """compute_stats (every column, band keys included) is identical with the kernel and with numpy alone,
+    so the survivors, decided from those columns, are too."""
+    import pyarrow as pa
+
+    from m3e_data.stages.hq import sketch
+    from m3e_data.stages.hq.quality import StatsParams, compute_stats
+
+    queries, positives = _sketch_texts(400, seed=5, surrogate=False)
+    n = len(queries)
+    table = pa.table({"id": [str(i) for i in range(n)], "query": queries, "positive": positives,
+                      "homogeneous": [i % 3 == 0 for i in range(n)],
+                      "negatives": pa.array([[positives[i][:10]] if i % 4 == 0 else [] for i in range(n)],
+                                            pa.list_(pa.string()))})
+    params = StatsParams(text_bands=True)
+    monkeypatch.setattr(sketch, "USE_NUMBA", True)
+    fast = compute_stats(table, params)
+    monkeypatch.setattr(sketch, "USE_NUMBA", False)
+    slow = compute_stats(table, params)
+    assert fast.schema == slow.schema
+    for name in fast.column_names:
+        assert fast.column(name).equals(slow.column(name)), name
+
+
+def test_the_stage_imports_and_sketches_without_numba():
+    """numba is optional (m3e-data[fast]): with it unimportable, the hq stage imports and the sketch runs on
+    numpy, giving the kernel's figures (checked above) - here, the sets' figures."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "from m3e_data.stages.hq import sketch, stage\n"
+        "from m3e_data.stages.hq.minhash import MinHashParams, codepoints\n"
+        "assert sketch.numba is None and not sketch.USE_NUMBA\n"
+        "cp, st = codepoints(['北京天气', '北京天气好'])\n"
+        "counts, distinct, shared, sig = sketch.sketch(cp, st, 1, MinHashParams(), 120)\n"
+        "print(counts.tolist(), distinct.tolist(), shared.tolist(), sig.shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[2, 3] [2, 3] [2] (2, 120)"

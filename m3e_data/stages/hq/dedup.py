@@ -25,7 +25,7 @@ a source and across sources alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -133,7 +133,7 @@ def candidates(bands: Iterable[tuple[np.ndarray, np.ndarray]]) -> pl.DataFrame:
     return pl.concat(edges).unique()
 
 
-PAIR_SET_ROWS = 1 << 16  # rows shingled at once: bounds the temporaries of shingle_batch
+PAIR_SET_ROWS = 1 << 13  # rows shingled at once: bounds the temporaries of shingle_batch (~100 MB at 300 chars)
 EDGE_VALUES = 1 << 21  # set members gathered at once while verifying edges (16 MB of uint64 each array)
 
 
@@ -208,6 +208,7 @@ def similarities(
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     keys, ptr = pair_sets(queries, positives)
     pair = edge_jaccard(keys, ptr, a, b)
+    del keys, ptr  # before the side sets are built: never both sets alive at once
     m = len(queries)
     keys, ptr = pair_sets(list(queries) + list(positives), [""] * (2 * m))  # rows: queries, then positives
     query, positive = edge_jaccard(keys, ptr, a, b), edge_jaccard(keys, ptr, a + m, b + m)
@@ -244,6 +245,32 @@ def question_rows(queries: Sequence[str], positives: Sequence[str], homogeneous:
     return question, np.array(q.to_pylist(), dtype=object)
 
 
+VERIFY_ROWS = 1 << 15  # rows whose texts and 3-gram sets one verification chunk holds (~60 MB at 300 chars)
+
+Verdicts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+MapChunks = Callable[[Callable[..., Verdicts], Iterator[tuple], tuple[float, float]], Iterator[Verdicts]]
+
+
+def verify_chunk(chunk: tuple, thresholds: tuple[float, float]) -> Verdicts:
+    """The verdicts on one chunk of candidate edges: (pair Jaccard, side Jaccard, positive Jaccard, question
+    rule, duplicate) per edge. `chunk` is (queries, positives, a, b, s2s) with a, b indices into the chunk's
+    rows. Pure and picklable: it runs in a pool worker."""
+    queries, positives, a, b, s2s = chunk
+    threshold, side_threshold = thresholds
+    pair, query, positive = similarities(queries, positives, a, b, s2s[a] & s2s[b])
+    question, norm_query = question_rows(queries, positives, s2s)
+    strict = question[a] | question[b]
+    side = np.minimum(query, positive)
+    duplicate = np.where(
+        strict, (norm_query[a] == norm_query[b]) & (positive >= threshold), (pair >= threshold) & (side >= side_threshold)
+    )
+    return pair, side, positive, strict, duplicate.astype(bool)
+
+
+def _serial(fn: Callable[..., Verdicts], items: Iterator[tuple], thresholds: tuple[float, float]) -> Iterator[Verdicts]:
+    return (fn(item, thresholds) for item in items)
+
+
 def near_duplicates(
     n: int,
     bands: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -252,42 +279,43 @@ def near_duplicates(
     threshold: float = 0.8,
     homogeneous: np.ndarray | None = None,
     side_threshold: float = 0.5,
+    map_chunks: MapChunks | None = None,
 ) -> tuple[np.ndarray, pl.DataFrame]:
     """For each of n rows, the row its near-duplicate cluster keeps (itself when it survives), and the
     verified edges (a, b, jaccard, side_jaccard, positive_jaccard, question: see `similarities` and
-    `question_rows`).
+    `question_rows`), sorted by (a, b).
 
     An edge where either row is a question about its positive (see QUESTION_RATIO) is a duplicate when the
     normalised queries are equal and the positives' Jaccard >= threshold; any other edge when the pair
     Jaccard >= threshold and each side's >= side_threshold.
 
-    `texts(gidx)` returns the (queries, positives) of those rows; only rows in a candidate edge are read.
-    `homogeneous` (bool by row) marks s2s rows, whose pairs also match in swapped order.
+    `texts(gidx)` returns the (queries, positives) of those rows; only rows in a candidate edge are read,
+    one chunk of edges at a time (at most VERIFY_ROWS rows' texts and 3-gram sets per chunk), so memory
+    does not grow with the corpus. `map_chunks(verify_chunk, chunks, thresholds)` runs the chunks, in order
+    (a process pool's bounded map; serially when None). `homogeneous` (bool by row) marks s2s rows, whose
+    pairs also match in swapped order.
     """
-    edges = candidates(bands)
-    involved = np.unique(np.concatenate([edges["a"].to_numpy(), edges["b"].to_numpy()])) if edges.height else (
-        np.zeros(0, dtype=np.int64)
-    )
-    if len(involved) == 0:
-        return np.arange(n, dtype=np.int64), edges.with_columns(
-            *(pl.lit(0.0, pl.Float32).alias(c) for c in ("jaccard", "side_jaccard", "positive_jaccard")),
-            pl.lit(False).alias("question"),
-        )
-    queries, positives = texts(involved)
+    edges = candidates(bands).sort("a", "b")
     ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
-    la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
-    s2s = homogeneous[involved] if homogeneous is not None else np.zeros(len(involved), dtype=bool)
-    pair, query, positive = similarities(queries, positives, la, lb, s2s[la] & s2s[lb])
-    question, norm_query = question_rows(queries, positives, s2s)
-    strict = question[la] | question[lb]
-    same_query = norm_query[la] == norm_query[lb]
-    side = np.minimum(query, positive)
-    duplicate = np.where(
-        strict, same_query & (positive >= threshold), (pair >= threshold) & (side >= side_threshold)
+    s2s_all = np.asarray(homogeneous, dtype=bool) if homogeneous is not None else None
+
+    def chunks() -> Iterator[tuple]:
+        step = max(VERIFY_ROWS // 2, 1)  # an edge brings at most two new rows
+        for lo in range(0, len(ga), step):
+            ea, eb = ga[lo : lo + step], gb[lo : lo + step]
+            rows = np.unique(np.concatenate([ea, eb]))
+            queries, positives = texts(rows)
+            s2s = s2s_all[rows] if s2s_all is not None else np.zeros(len(rows), dtype=bool)
+            yield list(queries), list(positives), np.searchsorted(rows, ea), np.searchsorted(rows, eb), s2s
+
+    parts = list((map_chunks or _serial)(verify_chunk, chunks(), (threshold, side_threshold)))
+    pair, side, positive, strict, duplicate = (
+        np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, dtype=t)
+        for k, t in enumerate((np.float32, np.float32, np.float32, bool, bool))
     )
     verified = edges.with_columns(
-        pl.Series("jaccard", pair), pl.Series("side_jaccard", side), pl.Series("positive_jaccard", positive),
-        pl.Series("question", strict),
-    ).filter(pl.Series(duplicate))
+        pl.Series("jaccard", pair, pl.Float32), pl.Series("side_jaccard", side, pl.Float32),
+        pl.Series("positive_jaccard", positive, pl.Float32), pl.Series("question", strict, pl.Boolean),
+    ).filter(pl.Series(duplicate, dtype=pl.Boolean))
     labels = components(n, verified["a"].to_numpy(), verified["b"].to_numpy())
     return survivors(labels, rank), verified

@@ -108,19 +108,26 @@ class Shingled:
         return np.repeat(np.arange(len(self.starts) - 1), self.counts)
 
 
-def shingle_batch(texts: Sequence[str]) -> Shingled:
-    """Every text's 3-gram keys, computed on the concatenated code points without a Python loop per 3-gram."""
+def codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's code points back to back (uint32) and where each text starts (int64, len(texts) + 1)."""
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     cp_starts = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=cp_starts[1:])
     # surrogatepass: a lone surrogate (seen in scraped text) is still one code point, as len() counts it.
     cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return cp, cp_starts
+
+
+def shingle_codepoints(cp: np.ndarray, cp_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The packed 3-gram keys of texts given as code points (see `codepoints`), and each text's start among
+    them, computed on the concatenated code points without a Python loop per 3-gram."""
+    lengths = np.diff(cp_starts)
     padded = np.zeros(len(cp) + N - 1, dtype=np.uint64)
     padded[: len(cp)] = cp.astype(np.uint64) + np.uint64(1)
     # One candidate shingle per position; a text keeps positions [start, end - 2], or just its start when
     # it is 1-2 characters long (then the fields past its end must be zeroed, not the next text's).
     n_sh = np.where(lengths >= N, lengths - N + 1, np.minimum(lengths, 1))
-    starts = np.zeros(len(texts) + 1, dtype=np.int64)
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(n_sh, out=starts[1:])
     pos = np.repeat(cp_starts[:-1] - starts[:-1], n_sh) + np.arange(starts[-1], dtype=np.int64)
     keys = padded[pos] | (padded[pos + 1] << np.uint64(21)) | (padded[pos + 2] << np.uint64(42))
@@ -130,6 +137,13 @@ def shingle_batch(texts: Sequence[str]) -> Shingled:
         keys[first] = padded[cp_starts[short]]
         two = lengths[short] == 2
         keys[first[two]] |= padded[cp_starts[short][two] + 1] << np.uint64(21)
+    return keys, starts
+
+
+def shingle_batch(texts: Sequence[str]) -> Shingled:
+    """Every text's 3-gram keys, computed on the concatenated code points without a Python loop per 3-gram."""
+    cp, cp_starts = codepoints(texts)
+    keys, starts = shingle_codepoints(cp, cp_starts)
     return Shingled(keys, starts, cp, cp_starts)
 
 
@@ -151,17 +165,21 @@ def _sha1_hashes(texts: Sequence[str]) -> np.ndarray:
 _BLOCK = 8192
 
 
-def signatures_from_hashes(hashes: np.ndarray, starts: np.ndarray, params: MinHashParams) -> np.ndarray:
-    """(texts x num_perm) uint32 signatures from each shingle's 32-bit hash, datasketch's affine32 way."""
+def signatures_from_hashes(hashes: np.ndarray, starts: np.ndarray, params: MinHashParams, perms: int | None = None
+                           ) -> np.ndarray:
+    """(texts x num_perm) uint32 signatures from each shingle's 32-bit hash, datasketch's affine32 way; only
+    the first `perms` permutations (texts x perms) when given: LSH bands use bands x rows of them."""
     a, b = permutations(params.num_perm, params.seed)
+    perms = params.num_perm if perms is None else perms
+    a, b = a[:perms], b[:perms]
     n_texts = len(starts) - 1
-    sig = np.full((n_texts, params.num_perm), _MAX32, dtype=np.uint32)
+    sig = np.full((n_texts, perms), _MAX32, dtype=np.uint32)
     if len(hashes) == 0:
         return sig
     mixed = _fmix32(hashes.astype(np.uint32))
     owner = np.repeat(np.arange(n_texts), np.diff(starts))
     # Permutations x shingles: the min runs along contiguous memory, several times faster than the transpose.
-    buf = np.empty((params.num_perm, _BLOCK), dtype=np.uint32)
+    buf = np.empty((perms, _BLOCK), dtype=np.uint32)
     a_col, b_col = a[:, None], b[:, None]
     for lo in range(0, len(mixed), _BLOCK):
         hi = min(lo + _BLOCK, len(mixed))

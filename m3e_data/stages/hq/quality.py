@@ -25,13 +25,8 @@ import xxhash
 
 from m3e_data.catalog import load_task_hq
 from m3e_data.stages.hq import langid
-from m3e_data.stages.hq.minhash import (
-    MinHashParams,
-    band_keys,
-    hash_keys,
-    shingle_batch,
-    signatures_from_hashes,
-)
+from m3e_data.stages.hq.minhash import MinHashParams, band_keys, codepoints, hash_keys
+from m3e_data.stages.hq.sketch import sketch
 
 # Bump when a statistic's definition changes: cached statistics of an older version are recomputed.
 # 2: Latin-script text with accents or curly quotes is "en", not "other"; boilerplate spares people ("AI从业者").
@@ -144,30 +139,6 @@ def _max_runs(cp: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _distinct_and_shared(keys: np.ndarray, starts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct 3-grams per text (texts 0..2n-1, query i and positive n+i) and, per row, how many
-    distinct 3-grams its query and positive share — with one sort.
-
-    Each shingle becomes row << 41 | 40-bit mixed key << 1 | side: after sorting, duplicates inside one text
-    are equal neighbours, and a 3-gram shared by query and positive is a neighbour differing in the last
-    bit. 40 bits collide inside one row with odds ~k^2 / 2^41: negligible at these lengths.
-    """
-    owner = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
-    side = (owner >= n).astype(np.uint64)
-    row = np.where(owner >= n, owner - n, owner).astype(np.uint64)
-    key40 = (hash_keys(keys).astype(np.uint64) << np.uint64(8) ^ (keys & np.uint64(0xFF))) & np.uint64(
-        (1 << 40) - 1
-    )
-    values = np.sort((row << np.uint64(41)) | (key40 << np.uint64(1)) | side)
-    if len(values):
-        values = values[np.r_[True, values[1:] != values[:-1]]]
-    text = (values >> np.uint64(41)).astype(np.int64) + (values & np.uint64(1)).astype(np.int64) * n
-    distinct = np.bincount(text, minlength=2 * n)
-    shared_at = np.flatnonzero((values[1:] >> np.uint64(1)) == (values[:-1] >> np.uint64(1)))
-    shared = np.bincount((values[shared_at] >> np.uint64(41)).astype(np.int64), minlength=n)
-    return distinct, shared
-
-
 def _languages(texts: list[str], han: np.ndarray, kana: np.ndarray, letters: np.ndarray) -> np.ndarray:
     """langid.classify per text; the conclusive Chinese case (most rows) is decided here in bulk."""
     out = np.full(len(texts), langid.ZH, dtype=object)
@@ -183,27 +154,26 @@ def compute_stats(table: pa.Table, params: StatsParams = StatsParams()) -> pa.Ta
     queries = table.column("query").to_pylist()
     positives = table.column("positive").to_pylist()
     texts = queries + positives  # text i is query i, text n + i is positive i
-    sh = shingle_batch(texts)
+    cp, cp_starts = codepoints(texts)
     m = 2 * n
 
-    classes = char_classes()[sh.codepoints]
-    han = _per_text(sh.cp_starts, (classes & HAN) > 0)
-    kana = _per_text(sh.cp_starts, (classes & KANA) > 0)
-    letters = _per_text(sh.cp_starts, (classes & LETTER) > 0)
-    special = _per_text(sh.cp_starts, (classes & SPECIAL) > 0)
-    space = _per_text(sh.cp_starts, (classes & SPACE) > 0)
-    length = np.diff(sh.cp_starts).astype(np.int32) - space
-    cp_owner = np.repeat(np.arange(m), np.diff(sh.cp_starts))
-    max_run = _max_runs(sh.codepoints, cp_owner, m)
+    classes = char_classes()[cp]
+    han = _per_text(cp_starts, (classes & HAN) > 0)
+    kana = _per_text(cp_starts, (classes & KANA) > 0)
+    letters = _per_text(cp_starts, (classes & LETTER) > 0)
+    special = _per_text(cp_starts, (classes & SPECIAL) > 0)
+    space = _per_text(cp_starts, (classes & SPACE) > 0)
+    length = np.diff(cp_starts).astype(np.int32) - space
+    cp_owner = np.repeat(np.arange(m), np.diff(cp_starts))
+    max_run = _max_runs(cp, cp_owner, m)
 
-    # Repetition and query/positive overlap from the distinct 3-grams of each text.
-    n_shingles = sh.counts
-    n_unique, inter = _distinct_and_shared(sh.keys, sh.starts, n)
+    # Repetition, query/positive overlap and the MinHash minimums, from one pass over each text's 3-grams
+    # (only the permutations the bands read).
+    n_shingles, n_unique, inter, sig = sketch(cp, cp_starts, n, params.minhash, params.bands * params.rows)
     rep3 = np.where(n_shingles > 0, 1.0 - n_unique / np.maximum(n_shingles, 1), 0.0).astype(np.float32)
     union = n_unique[:n] + n_unique[n:] - inter
     qp_jaccard = np.where(union > 0, inter / np.maximum(union, 1), 1.0).astype(np.float32)
 
-    sig = signatures_from_hashes(hash_keys(sh.keys), sh.starts, params.minhash)
     pair_sig = np.minimum(sig[:n], sig[n:])  # MinHash of the union of the query's and positive's 3-grams
     bands = {"pair": band_keys(pair_sig, params.bands, params.rows)}
     if params.text_bands:

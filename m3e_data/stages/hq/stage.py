@@ -290,8 +290,30 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _bounded_map(fn: Callable[..., pa.Table], items: Iterator[pa.Table], params: StatsParams, workers: int) -> Iterator[pa.Table]:
-    """fn over items in a process pool, in order, with at most 2 x workers batches in flight (memory).
+# The run's one process pool (worker_pool): every source's statistics and the dedup verification share it,
+# so worker start-up (imports, numba's cached kernels) is paid once per run, not once per source.
+_POOL: tuple[int, ProcessPoolExecutor] | None = None
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[None]:
+    """Open one pool of `workers` processes for the enclosed code's `_bounded_map` calls (none for 1)."""
+    global _POOL
+    if workers <= 1 or _POOL is not None:
+        yield
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    _POOL = (workers, pool)
+    try:
+        yield
+    finally:
+        _POOL = None
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _bounded_map(fn: Callable[..., Any], items: Iterator[Any], params: Any, workers: int) -> Iterator[Any]:
+    """fn(item, params) over items in a process pool, in order, with at most 2 x workers items in flight
+    (memory). The run's pool (worker_pool) when one of this size is open, else a pool for this call.
 
     The workers run numpy/pyarrow code only (no polars), so the default fork start is safe and cheap.
     """
@@ -299,14 +321,31 @@ def _bounded_map(fn: Callable[..., pa.Table], items: Iterator[pa.Table], params:
         for item in items:
             yield fn(item, params)
         return
+    if _POOL is not None and _POOL[0] == workers:
+        yield from _in_pool(_POOL[1], fn, items, params, workers)
+        return
     with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        pending: list[Future] = []
+        yield from _in_pool(pool, fn, items, params, workers)
+
+
+def _in_pool(pool: ProcessPoolExecutor, fn: Callable[..., Any], items: Iterator[Any], params: Any,
+             workers: int) -> Iterator[Any]:
+    pending: list[Future] = []
+    try:
         for item in items:
             pending.append(pool.submit(fn, item, params))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
+        while pending:
+            yield pending.pop(0).result()
+    finally:  # a failed or abandoned map leaves nothing queued in a shared pool
         for fut in pending:
-            yield fut.result()
+            fut.cancel()
+
+
+def _pool_map(fn: Callable[..., Any], items: Iterator[Any], params: Any) -> Iterator[Any]:
+    """`_bounded_map` on the run's pool (serially when none is open): dedup's map_chunks."""
+    return _bounded_map(fn, items, params, _POOL[0] if _POOL is not None else 1)
 
 
 def stats_path(out: Path, name: str) -> Path:
@@ -524,7 +563,8 @@ def decide(
                     on_progress("near dedup", name, len(live))
 
         s2s = np.array([src.homogeneous for src in sources], dtype=bool)[src_of]
-        keep_g, _ = near_duplicates(n_alive, bands(), texts, rank, config.jaccard, s2s, config.side_jaccard)
+        keep_g, _ = near_duplicates(n_alive, bands(), texts, rank, config.jaccard, s2s, config.side_jaccard,
+                                    map_chunks=_pool_map)
         mask = np.zeros(n_alive, dtype=bool)
         mask[live] = keep_g[live] != live
         mark(mask, "dedup", "near_duplicate", keep_g)
@@ -700,13 +740,15 @@ def _run_hq(
         check_commercial(sources)
     results = {s.name: HqSourceResult(s.name) for s in sources}
     folders = []
-    for src in sources:
-        folder, cached = ensure_stats(out, src, cfg.stats, workers, on_progress, verify)
-        folders.append(folder)
-        results[src.name].stats_cached = cached
-    eval_index = EvalIndex.build(eval_paths, cfg.stats) if eval_paths else None
+    with worker_pool(workers):
+        for src in sources:
+            folder, cached = ensure_stats(out, src, cfg.stats, workers, on_progress, verify)
+            folders.append(folder)
+            results[src.name].stats_cached = cached
+        eval_index = EvalIndex.build(eval_paths, cfg.stats) if eval_paths else None
 
-    decisions, overlap, decon, (kept_ids,) = decide(out, sources, folders, cfg, eval_index, keep_eval_splits, on_progress)
+        decisions, overlap, decon, (kept_ids,) = decide(out, sources, folders, cfg, eval_index, keep_eval_splits,
+                                                        on_progress)
 
     options = {
         "config": {"defaults": cfg.defaults, "sources": cfg.sources, "jaccard": cfg.jaccard,

@@ -1,0 +1,177 @@
+"""Whole-process-tree peak memory and CPU seconds of the m3e-hq stage at realistic text lengths.
+
+    python benchmarks/bench_hq_memory.py --sizes 250000 1000000      # corpus written once per size under --tmp
+    python benchmarks/bench_hq_memory.py --sizes 250000 --tmp /tmp/hqmem --keep   # reuse the corpus next time
+
+The corpus (a quick stand-in for benchmarks/corpus.py): 4 sources, one s2s; queries 10-40 and positives
+50-500 characters made of words (1-3 Han characters) drawn from a Zipf-weighted vocabulary of 20,000, so
+that unrelated texts share common 3-grams; 20% planted copies (a character edited per ~20, or an exact
+copy with a punctuation mark added).
+
+Each run is a fresh subprocess running `run_hq` on a clean OUT (no statistics cache). The parent samples the
+subprocess and its pool workers every 0.2 s with psutil and reports the peak of their summed PSS (RSS where
+PSS is unreadable) — forked workers share pages with the main process, which RSS would count twice — and
+the CPU seconds (user + system) of the whole tree from getrusage of the reaped children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from m3e_data.schema import UNIFIED_SCHEMA
+from m3e_data.storage.store import SUCCESS, atomic_write_json
+
+SOURCES = ("mem_a", "mem_b", "mem_c", "mem_d")
+S2S = "mem_d"
+VOCAB = 20_000
+HAN = np.arange(0x4E00, 0x4E00 + 3500, dtype=np.uint32)
+
+
+def _vocabulary(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Words of 1-3 Han characters as CSR (code points, starts) and their Zipf weights."""
+    lengths = rng.choice([1, 2, 3], size=VOCAB, p=[0.2, 0.6, 0.2])
+    starts = np.zeros(VOCAB + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    cps = rng.choice(HAN, size=int(starts[-1]))
+    weights = 1.0 / np.arange(1, VOCAB + 1) ** 1.05
+    return cps, starts, weights / weights.sum()
+
+
+def _texts(rng: np.random.Generator, lengths: np.ndarray, vocab: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[str]:
+    """Texts of about `lengths` characters (whole words, cut at the length)."""
+    cps, starts, p = vocab
+    words = rng.choice(VOCAB, size=int(lengths.sum() // 2 + len(lengths) * 2), p=p)
+    wl = starts[words + 1] - starts[words]
+    flat = cps[np.repeat(starts[words], wl) + (np.arange(wl.sum()) - np.repeat(np.cumsum(wl) - wl, wl))]
+    big = flat.astype(np.uint32).tobytes().decode("utf-32-le")
+    ends = np.cumsum(lengths)
+    return [big[s:e] for s, e in zip((ends - lengths).tolist(), ends.tolist(), strict=True)]
+
+
+def generate(n: int, out: Path, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    vocab = _vocabulary(rng)
+    n_bg = int(n * 0.8)
+    queries = _texts(rng, rng.integers(10, 41, n_bg), vocab)
+    positives = _texts(rng, rng.integers(50, 501, n_bg), vocab)
+    source = rng.integers(0, len(SOURCES), n).tolist()
+    base = rng.integers(0, n_bg, n - n_bg)
+    for b in base.tolist():
+        q, p = queries[b], positives[b]
+        if rng.random() < 0.3:
+            queries.append(q + "。")
+            positives.append(p)
+            continue
+        chars = list(p)
+        for pos in rng.choice(len(chars), size=max(1, len(chars) // 20), replace=False).tolist():
+            chars[pos] = chr(int(rng.choice(HAN)))
+        queries.append(q)
+        positives.append("".join(chars))
+    src = np.asarray(source)
+    for s, name in enumerate(SOURCES):
+        idx = np.flatnonzero(src == s).tolist()
+        m = len(idx)
+        folder = out / "m3e" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        table = pa.table({
+            "id": [f"{name}/train/{i:08d}" for i in idx], "source": [name] * m, "split": ["train"] * m,
+            "query": [queries[i] for i in idx], "positive": [positives[i] for i in idx],
+            "negatives": pa.array([[]] * m, pa.list_(pa.string())), "positive_score": pa.nulls(m, pa.float32()),
+            "negative_scores": pa.nulls(m, pa.list_(pa.float32())), "task": ["similarity"] * m,
+            "homogeneous": [name == S2S] * m, "domain": ["colloquial"] * m, "license": ["synthetic"] * m,
+            "commercial": [True] * m,
+        }).cast(UNIFIED_SCHEMA)
+        pq.write_table(table, folder / "part-00000.parquet", row_group_size=100_000)
+        atomic_write_json(folder / SUCCESS, {"key": {"bench": n, "seed": seed, "source": name},
+                                             "parts": ["part-00000.parquet"]})
+
+
+def _tree_memory(proc) -> int:  # noqa: ANN001 (psutil.Process)
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            info = p.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except Exception:  # noqa: BLE001 (a worker that just exited)
+            continue
+    return total
+
+
+def measure(out: Path, workers: int) -> dict[str, float]:
+    """Run the hq stage on OUT in a subprocess; whole-tree peak PSS, CPU seconds and wall time."""
+    import psutil
+
+    for stale in (out / ".cache", out / "m3e-hq", out / "rejects", out / "manifest.json"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from m3e_data.stages.hq.stage import run_hq; "
+                              "r = run_hq(sys.argv[1], workers=int(sys.argv[2])); "
+                              "print(sum(x.rows_out for x in r.values()))", str(out), str(workers)],
+                             stdout=subprocess.PIPE, text=True)
+    proc = psutil.Process(child.pid)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_memory(proc))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = child.communicate()
+    stop.set()
+    sampler.join()
+    seconds = time.perf_counter() - t0
+    if child.returncode:
+        raise SystemExit(f"hq stage failed (exit {child.returncode})")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"kept": int(stdout.split()[-1]), "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+            "peak_tree_pss_mb": round(peak / 2**20)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[250_000, 1_000_000])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tmp", type=Path, default=None, help="corpus folder (kept with --keep, reused if present)")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    root = args.tmp or Path(tempfile.mkdtemp(prefix="hqmem-"))
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
+    try:
+        for n in args.sizes:
+            out = root / f"n{n}"
+            if not (out / "m3e" / SOURCES[-1] / SUCCESS).exists():
+                t0 = time.perf_counter()
+                generate(n, out)
+                print(f"generated {n:,} pairs in {time.perf_counter() - t0:.0f}s", flush=True)
+            fig = measure(out, args.workers)
+            print(json.dumps({"pairs": n, **fig}), f"load average {os.getloadavg()}", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
