@@ -143,12 +143,15 @@ def test_planted_near_duplicates_across_sources(tmp_path):
 
 
 @pytest.mark.parametrize("step", ["stats", "verify", "write"])
-def test_worker_killed_mid_stage_is_retried(step, demo_base, demo_local, tmp_path):
-    out = _copy(demo_base, tmp_path)
+def test_worker_killed_mid_stage_is_retried(step, tmp_path):
+    local, other = tmp_path / "local", tmp_path / "ray"
+    _planted(local)
+    _planted(other)
+    hq.run_hq(local, workers=1)
     marker = tmp_path / "killed"
-    hq.run_hq(out, executor=RayExecutor(partitions=PARTS, fault=(step, str(marker))))
+    hq.run_hq(other, executor=RayExecutor(partitions=PARTS, fault=(step, str(marker))))
     assert marker.exists()  # a worker was killed (SIGKILL) in that step, once
-    assert_same(demo_local, out)
+    assert_same(local, other)
 
 
 def test_components_bound_is_a_clear_error(tmp_path):
