@@ -192,11 +192,11 @@ def test_ctrl_c_during_hq_says_which_statistics_are_cached(tmp_path, monkeypatch
     assert _invoke(build, LOG).exit_code == 0
     real = hq_module.ensure_stats
 
-    def interrupted_on_csl(out, src, params, workers, on_progress, verify):
+    def interrupted_on_csl(out, src, params, workers, on_progress, *args):
         if src.name == "csl":
             on_progress("statistics", src.name, 0)
             raise KeyboardInterrupt
-        return real(out, src, params, workers, on_progress, verify)
+        return real(out, src, params, workers, on_progress, *args)
 
     monkeypatch.setattr(hq_module, "ensure_stats", interrupted_on_csl)
     result = _invoke(["hq", str(tmp_path)], LOG)

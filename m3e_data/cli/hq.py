@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,13 @@ from rich.table import Table
 
 from m3e_data.cli.console import Col, fit_table, messages, resumable, table_width, tables
 from m3e_data.cli.vocabulary import in_folder
+from m3e_data.executors import EXECUTORS
+from m3e_data.executors.hq_ray import RayExecutor, TooManyEdges
+from m3e_data.executors.ray_session import RayUnavailable, ray_session, require_ray
 from m3e_data.stages.hq.decontaminate import EvalFileError
 from m3e_data.stages.hq.quality import ThresholdError
 from m3e_data.stages.hq.report import ReportError, _stage_drops, hq_section, write_report
-from m3e_data.stages.hq.stage import HqConfig, HqConfigError, InputError, NothingToDo, run_hq
+from m3e_data.stages.hq.stage import Executor, HqConfig, HqConfigError, InputError, NothingToDo, run_hq
 from m3e_data.storage.lock import FolderBusy, acquire, release
 from m3e_data.storage.ownership import ForeignFiles
 
@@ -61,6 +65,30 @@ def hq_table(section: dict[str, Any], width: int, title: str = "m3e-hq") -> Tabl
     return fit_table(cols, rows, width, title=title, caption=HQ_CAPTION)
 
 
+def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--executor and --ray-address."""
+    fn = click.option("--ray-address", default=None,
+                      help="The Ray cluster to join with --executor ray (default: RAY_ADDRESS, else a local Ray "
+                           "started for this command).")(fn)
+    fn = click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+                      help="Where the heavy steps run: this machine's processes, or a Ray cluster (same rows).")(fn)
+    return fn
+
+
+@contextmanager
+def hq_executor(executor: str, ray_address: str | None, workers: int) -> Iterator[Executor]:
+    """The hq stage's executor for the length of a command; --executor ray without ray is a usage error."""
+    if executor == "local":
+        yield Executor(workers)
+        return
+    try:
+        require_ray()
+    except RayUnavailable as exc:
+        raise click.UsageError(f"--executor ray: {exc}") from None
+    with ray_session(ray_address):
+        yield RayExecutor()
+
+
 def hold_for_command(out: Path) -> None:
     """Hold OUT's lock until the command ends (click closes its context), or fail in one line."""
     try:
@@ -71,10 +99,12 @@ def hold_for_command(out: Path) -> None:
 
 
 def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
-                   workers: int, sources: list[str] | None = None, verify: bool = False) -> None:
+                   workers: int, sources: list[str] | None = None, verify: bool = False,
+                   executor: str = "local", ray_address: str | None = None) -> None:
     """Run the hq stage with a progress display and print its summary table (used by `hq` and `build`).
 
-    `sources`: the build's selection (default: the one the last build recorded in the manifest)."""
+    `sources`: the build's selection (default: the one the last build recorded in the manifest).
+    `executor`, `ray_address`: see executor_options."""
     try:
         config = HqConfig.load(config_path)
     except (HqConfigError, ThresholdError) as exc:
@@ -92,9 +122,11 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
             progress.update(task, description=f"m3e-hq {step}: {source}", completed=rows)
 
         try:
-            run_hq(out, config, list(decontaminate), keep_eval_splits, on_progress=on_progress, workers=workers,
-                   sources=sources, verify=verify)
-        except (EvalFileError, ThresholdError, NothingToDo, InputError, FolderBusy, ForeignFiles) as exc:
+            with hq_executor(executor, ray_address, workers) as runner:
+                run_hq(out, config, list(decontaminate), keep_eval_splits, on_progress=on_progress,
+                       sources=sources, verify=verify, executor=runner)
+        except (EvalFileError, ThresholdError, NothingToDo, InputError, FolderBusy, ForeignFiles,
+                TooManyEdges) as exc:
             raise click.ClickException(str(exc)) from None
     section = hq_section(out)
     tables().print(hq_table(section, table_width()))
@@ -109,15 +141,17 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
 @click.command("hq")
 @in_folder("out", "OUT", "The build folder OUT (holding OUT/m3e)")
 @hq_options
+@executor_options
 def hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
-               workers: int, verify: bool) -> None:
+               workers: int, verify: bool, executor: str, ray_address: str | None) -> None:
     """Re-run the m3e-hq stage over OUT/m3e (quality filter, dedup, decontamination): OUT/m3e-hq, OUT/rejects.
 
     Reads the sources the last build into OUT selected. Statistics are cached, so re-running with new
     thresholds takes seconds.
     """
     hold_for_command(out)
-    run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers, verify=verify)
+    run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers, verify=verify, executor=executor,
+                   ray_address=ray_address)
 
 
 @click.command("report")

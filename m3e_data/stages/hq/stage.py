@@ -348,14 +348,42 @@ def _pool_map(fn: Callable[..., Any], items: Iterator[Any], params: Any) -> Iter
     return _bounded_map(fn, items, params, _POOL[0] if _POOL is not None else 1)
 
 
+class Executor:
+    """Where the stage's heavy steps run. This one runs them on this machine (`workers` processes for the
+    statistics); m3e_data/executors/hq_ray.py runs the same functions on Ray. The decisions between the
+    steps stay in this module, so both give the same rows."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
+
+    def stats(self, folder: Path, params: StatsParams) -> Iterator[pa.Table]:
+        """The statistics of a source's rows, in row order, batch by batch."""
+        return _bounded_map(_stats_task, _batches(folder), params, self.workers)
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """Held for the whole run: one pool of `workers` processes shared by every source's steps."""
+        return worker_pool(self.workers)
+
+    def near_duplicates(self, *args: Any, **kwargs: Any) -> tuple[np.ndarray, pl.DataFrame]:
+        """dedup.near_duplicates, the same arguments and answer; candidates verified in chunks on the pool."""
+        return near_duplicates(*args, map_chunks=_pool_map, **kwargs)
+
+    def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: pl.Series,
+              run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
+        """write_source for each (source, decisions)."""
+        for src, d in jobs:
+            write_source(out, src, d, kept_ids, run_key)
+            on_written(src)
+
+
 def stats_path(out: Path, name: str) -> Path:
     return out / ".cache" / "hq" / name
 
 
 def ensure_stats(out: Path, src: SourceInput, params: StatsParams, workers: int, on_progress: ProgressFn | None,
-                 verify: bool = False) -> tuple[Path, bool]:
-    """The cached statistics folder of one source, computed now if missing, stale or damaged.
-    Returns (folder, cached)."""
+                 verify: bool = False, executor: Executor | None = None) -> tuple[Path, bool]:
+    """The cached statistics folder of one source, computed now (by `executor`, default local with `workers`)
+    if missing, stale or damaged. Returns (folder, cached)."""
     key = {"input": _digest(_identity(src.success)), "stats": params.record(), "polars": pl.__version__}
     folder = stats_path(out, src.name)
     done = read_success(folder, verify)
@@ -369,7 +397,7 @@ def ensure_stats(out: Path, src: SourceInput, params: StatsParams, workers: int,
         writer: pq.ParquetWriter | None = None
         rows = 0
         try:
-            for stats in _bounded_map(_stats_task, _batches(src.folder), params, workers):
+            for stats in (executor or Executor(workers)).stats(src.folder, params):
                 if writer is None:
                     writer = pq.ParquetWriter(tmp / "stats.parquet", stats.schema, compression="zstd")
                 writer.write_table(stats)
@@ -446,6 +474,7 @@ def decide(
     eval_index: EvalIndex | None,
     keep_eval_splits: bool,
     on_progress: ProgressFn | None = None,
+    executor: Executor | None = None,
 ) -> tuple[list[Decisions], dict[str, dict[str, int]], dict[str, int], list[pl.Series]]:
     """Every row's fate. Returns per-source decisions, the cross-source overlap, decontamination counts per
     evaluation file, and the ids of the rows that reached dedup, by gidx (what kept_gidx points into)."""
@@ -563,8 +592,9 @@ def decide(
                     on_progress("near dedup", name, len(live))
 
         s2s = np.array([src.homogeneous for src in sources], dtype=bool)[src_of]
-        keep_g, _ = near_duplicates(n_alive, bands(), texts, rank, config.jaccard, s2s, config.side_jaccard,
-                                    map_chunks=_pool_map)
+        keep_g, _ = (executor or Executor()).near_duplicates(
+            n_alive, bands(), texts, rank, config.jaccard, s2s, config.side_jaccard
+        )
         mask = np.zeros(n_alive, dtype=bool)
         mask[live] = keep_g[live] != live
         mark(mask, "dedup", "near_duplicate", keep_g)
@@ -703,14 +733,17 @@ def run_hq(
     workers: int = 2,
     sources: list[str] | None = None,
     verify: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, HqSourceResult]:
     """Run the m3e-hq stage over the sources the last build selected (or `sources`); per-source results.
 
     Holds OUT's lock for the run. `verify` checks every input part's checksum, not only its size.
+    `executor`: where the heavy steps run (default: this machine, `workers` processes).
     """
     out = Path(out)
     with hold(out):
-        return _run_hq(out, config, decontaminate, keep_eval_splits, on_progress, workers, sources, verify)
+        return _run_hq(out, config, decontaminate, keep_eval_splits, on_progress, executor or Executor(workers),
+                       sources, verify)
 
 
 def _run_hq(
@@ -719,7 +752,7 @@ def _run_hq(
     decontaminate: list[Path] | tuple[Path, ...],
     keep_eval_splits: bool,
     on_progress: ProgressFn | None,
-    workers: int,
+    executor: Executor,
     names: list[str] | None,
     verify: bool,
 ) -> dict[str, HqSourceResult]:
@@ -740,15 +773,16 @@ def _run_hq(
         check_commercial(sources)
     results = {s.name: HqSourceResult(s.name) for s in sources}
     folders = []
-    with worker_pool(workers):
+    with executor.session():
         for src in sources:
-            folder, cached = ensure_stats(out, src, cfg.stats, workers, on_progress, verify)
+            folder, cached = ensure_stats(out, src, cfg.stats, 1, on_progress, verify, executor)
             folders.append(folder)
             results[src.name].stats_cached = cached
         eval_index = EvalIndex.build(eval_paths, cfg.stats) if eval_paths else None
 
-        decisions, overlap, decon, (kept_ids,) = decide(out, sources, folders, cfg, eval_index, keep_eval_splits,
-                                                        on_progress)
+        decisions, overlap, decon, (kept_ids,) = decide(
+            out, sources, folders, cfg, eval_index, keep_eval_splits, on_progress, executor
+        )
 
     options = {
         "config": {"defaults": cfg.defaults, "sources": cfg.sources, "jaccard": cfg.jaccard,
@@ -764,6 +798,7 @@ def _run_hq(
         "thresholds": {s.name: cfg.thresholds(s.name, s.task, s.catalog_hq) for s in sources},
     }
     # Global numbering of kept ids: decisions hold gidx into the concatenation of alive rows.
+    jobs: list[tuple[SourceInput, Decisions]] = []
     for src, folder, d in zip(sources, folders, decisions, strict=True):
         r = results[src.name]
         r.rows_in = len(d.stage)
@@ -783,13 +818,17 @@ def _run_hq(
             "positive": _histogram(lens["p_len"].filter(keep).to_numpy()),
         }
         done = read_success(out / "m3e-hq" / src.name)
-        if done is not None and done.get("key") == run_key:
-            continue
-        clean_stale(out / "m3e-hq")
-        write_source(out, src, d, kept_ids, run_key)
-        r.written = True
+        if done is None or done.get("key") != run_key:
+            jobs.append((src, d))
+
+    def written(src: SourceInput) -> None:
+        results[src.name].written = True
         if on_progress:
-            on_progress("write", src.name, r.rows_in)
+            on_progress("write", src.name, results[src.name].rows_in)
+
+    if jobs:
+        clean_stale(out / "m3e-hq")
+        executor.write(out, jobs, kept_ids, run_key, written)
 
     remove_unselected(out, {s.name for s in sources})
     write_stage(

@@ -1,0 +1,183 @@
+"""The m3e-hq stage on Ray (--executor ray) writes the same rows as the local executor: on the demo, on
+planted near duplicates across sources, and after a worker is killed mid-stage; the CLI's executor options."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from m3e_data.cli.main import main
+from m3e_data.manifest import read_manifest
+from m3e_data.schema import UNIFIED_SCHEMA
+from m3e_data.stages.hq import stage as hq
+from m3e_data.stages.normalize.stage import BuildOptions, build, select_sources
+from m3e_data.storage.store import SUCCESS, atomic_write_json
+
+ray = pytest.importorskip("ray")
+from m3e_data.executors.hq_ray import RayExecutor, TooManyEdges  # noqa: E402
+
+PARTS = 3  # few shuffle partitions: tiny data, and each partition is a Ray task on a 2-CPU cluster
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def demo_base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    build(select_sources("all"), BuildOptions(out=out, sources="demo"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_local(demo_base, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "out"
+    shutil.copytree(demo_base, out)
+    hq.run_hq(out, workers=1)
+    return out
+
+
+def _outputs(out: Path) -> dict[str, pl.DataFrame]:
+    """Every parquet file the stage wrote (outputs, rejects, cached statistics), by path under OUT."""
+    files = {}
+    for sub in ("m3e-hq", "rejects", ".cache/hq"):
+        for path in sorted((out / sub).rglob("*.parquet")):
+            files[str(path.relative_to(out))] = pl.read_parquet(path)
+    return files
+
+
+def _hq_section(out: Path) -> dict:
+    section = read_manifest(out)["stages"]["hq"]
+    return {k: v for k, v in section.items() if k not in ("finished", "seconds")}
+
+
+def assert_same(local: Path, other: Path) -> None:
+    a, b = _outputs(local), _outputs(other)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].equals(b[name]), name
+    assert _hq_section(local) == _hq_section(other)
+
+
+def _copy(base: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+    return out
+
+
+def test_demo_ray_equals_local(demo_base, demo_local, tmp_path):
+    out = _copy(demo_base, tmp_path)
+    hq.run_hq(out, executor=RayExecutor(partitions=PARTS))
+    assert_same(demo_local, out)
+    section = read_manifest(out)["stages"]["hq"]["sources"]
+    dedup = {name: s["dropped_by_stage"].get("dedup", {}) for name, s in section.items()}
+    assert any(dedup.values())  # the demo has duplicates: the comparison covers dedup's rows
+    # Thresholds-only rerun on Ray reads the cached statistics (none recomputed).
+    results = hq.run_hq(out, executor=RayExecutor(partitions=PARTS))
+    assert all(r.stats_cached for r in results.values())
+
+
+def _write_source(out: Path, name: str, pairs: list[tuple[str, str]], commercial: bool) -> None:
+    """A finished normalize output, in the unified schema (two parts, so row order spans files)."""
+    folder = out / "m3e" / name
+    folder.mkdir(parents=True)
+    half = len(pairs) // 2
+    parts = []
+    for k, chunk in enumerate((pairs[:half], pairs[half:])):
+        n, base = len(chunk), k * half
+        cols = {
+            "id": [f"{name}/train/{base + i}" for i in range(n)], "source": [name] * n, "split": ["train"] * n,
+            "query": [q for q, _ in chunk], "positive": [p for _, p in chunk], "negatives": [[] for _ in range(n)],
+            "positive_score": [None] * n, "negative_scores": [None] * n, "task": ["qa"] * n,
+            "homogeneous": [False] * n, "domain": ["web"] * n, "license": ["x"] * n, "commercial": [commercial] * n,
+        }
+        parts.append(f"part-{k:05d}.parquet")
+        pq.write_table(pa.table(cols).cast(UNIFIED_SCHEMA), folder / parts[-1])
+    atomic_write_json(folder / SUCCESS, {"key": {"fingerprint": name, "n": len(pairs)}, "parts": parts})
+
+
+CITIES = ["北京", "上海", "广州", "深圳", "杭州", "成都", "武汉", "西安", "南京", "重庆", "天津", "苏州"]
+TOPICS = ["地铁线路", "美食小吃", "历史古迹", "气候特点", "高校分布", "房价走势", "交通枢纽", "旅游景点"]
+
+
+def _planted(out: Path) -> None:
+    """Two sources of invented QA rows; every third row of `alpha` reappears in `beta` with a small change
+    to the answer (a near duplicate across sources), and `beta` repeats one of its own rows."""
+    alpha, beta = [], []
+    for i, (city, topic) in enumerate((c, t) for c in CITIES for t in TOPICS):
+        answer = f"{city}的{topic}很有特色，本地人常说值得花上整整一天慢慢体验，第{i}号条目记录了详细的介绍与建议。"
+        alpha.append((f"请介绍一下{city}的{topic}情况", answer))
+        if i % 3 == 0:
+            beta.append((f"请介绍一下{city}的{topic}情况", answer.replace("慢慢", "细细")))
+        else:
+            beta.append((f"{city}{topic}有哪些值得关注的地方{i}", f"关于{city}{topic}的第{i}条说明：内容各不相同{i * 7}。"))
+    beta.append(beta[1])
+    _write_source(out, "alpha_src", alpha, commercial=False)
+    _write_source(out, "beta_src", beta, commercial=True)
+
+
+def test_planted_near_duplicates_across_sources(tmp_path):
+    local, other = tmp_path / "local", tmp_path / "ray"
+    _planted(local)
+    _planted(other)
+    hq.run_hq(local, workers=1)
+    hq.run_hq(other, executor=RayExecutor(partitions=PARTS))
+    assert_same(local, other)
+    near = pl.read_parquet(other / "rejects" / "dedup" / "alpha_src" / "part-*.parquet")
+    # alpha's copies lose to beta's (a commercial licence ranks first) and name the row beta kept.
+    assert set(near["reason"]) == {"near_duplicate"} and near.height == len(CITIES) * len(TOPICS) // 3
+    assert all(k.startswith("beta_src/") for k in near["kept_id"])
+    exact = pl.read_parquet(other / "rejects" / "dedup" / "beta_src" / "part-*.parquet")
+    assert exact["reason"].to_list() == ["exact_duplicate"]
+
+
+@pytest.mark.parametrize("step", ["stats", "verify", "write"])
+def test_worker_killed_mid_stage_is_retried(step, tmp_path):
+    local, other = tmp_path / "local", tmp_path / "ray"
+    _planted(local)
+    _planted(other)
+    hq.run_hq(local, workers=1)
+    marker = tmp_path / "killed"
+    hq.run_hq(other, executor=RayExecutor(partitions=PARTS, fault=(step, str(marker))))
+    assert marker.exists()  # a worker was killed (SIGKILL) in that step, once
+    assert_same(local, other)
+
+
+def test_components_bound_is_a_clear_error(tmp_path):
+    _planted(tmp_path)
+    with pytest.raises(TooManyEdges, match="exceed the driver's bound of 5"):
+        hq.run_hq(tmp_path, executor=RayExecutor(partitions=PARTS, max_edges=5))
+
+
+def test_cli_executor_ray(tmp_path, monkeypatch):
+    local, other = tmp_path / "local", tmp_path / "ray"
+    _planted(local)
+    _planted(other)
+    runner = CliRunner()
+    res = runner.invoke(main, ["hq", str(local)])
+    assert res.exit_code == 0, res.output
+    # The test's Ray session is joined (ray_session reuses an initialised one), whatever RAY_ADDRESS says.
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    res = runner.invoke(main, ["hq", str(other), "--executor", "ray"])
+    assert res.exit_code == 0, res.output
+    assert_same(local, other)
+
+
+def test_cli_executor_ray_without_ray(tmp_path, monkeypatch):
+    _planted(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does where the extra is not installed
+    res = CliRunner().invoke(main, ["hq", str(tmp_path), "--executor", "ray"])
+    assert res.exit_code == 2
+    assert "pip install 'm3e-data[ray]'" in res.output
+    assert not (tmp_path / "m3e-hq").exists()
