@@ -258,6 +258,24 @@ def test_a_worker_killed_mid_source_is_retried_and_the_output_is_unchanged(clust
     assert normalize_section(options.out) == normalize_section(local)
 
 
+def test_a_source_whose_workers_all_die_fails_alone_and_a_rerun_builds_it(cluster, corpus, tmp_path):
+    src, local = corpus
+    marker = tmp_path / "killed.pid"
+    options = BuildOptions(out=tmp_path / "ray", sources=str(src))
+    chosen = select_sources(",".join(CORPUS))
+    unit = functools.partial(die_once, victim="webtext2019zh", marker=str(marker))
+    results = build(chosen, options, map_sources=ray_executor(unit=unit, max_retries=0))
+    assert [r.status for r in results] == ["built", "failed", "built"]
+    assert "the Ray task failed 1 time (its worker or node died" in results[1].reason
+    assert not (options.out / "m3e" / "webtext2019zh").exists()
+    manifest = json.loads((options.out / "build-manifest.json").read_text())["stages"]["normalize"]
+    assert manifest["selected"] == ["news2016zh", "zhihu_kol"]
+    assert manifest["sources"]["webtext2019zh"]["status"] == "failed"
+    again = build(chosen, options, map_sources=ray_executor())  # the marker is there: no more deaths
+    assert [r.status for r in again] == ["unchanged", "built", "unchanged"]
+    assert_same_output(options.out, local)
+
+
 def test_a_killed_driver_reruns_to_the_same_output(cluster, corpus, tmp_path):
     src, local = corpus
     out = tmp_path / "ray"

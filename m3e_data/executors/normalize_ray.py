@@ -57,21 +57,22 @@ def for_workers(options: BuildOptions) -> BuildOptions:
     return dataclasses.replace(options, out=options.out.resolve(), sources=sources)
 
 
-def _lost(source: Source, exc: Exception) -> SourceResult:
+def _lost(source: Source, exc: Exception, attempts: int) -> SourceResult:
     first = (str(exc).strip().splitlines() or [""])[0]
     return SourceResult(
         source.name, FAILED,
-        f"{type(exc).__name__}: the Ray task failed {MAX_RETRIES + 1} times (its worker or node died: killed, "
+        f"{type(exc).__name__}: the Ray task failed {attempts} time{'s' if attempts > 1 else ''} (its worker or node died: killed, "
         f"out of memory?); rerun the same command to retry it. {first}".strip(),
     )
 
 
 def gather(
     ray: Any, unit: Any, sources: list[Source], options: BuildOptions, cache: HashCache,
-    on_start: OnStart | None = None, on_rows: OnRows | None = None,
+    on_start: OnStart | None = None, on_rows: OnRows | None = None, max_retries: int = MAX_RETRIES,
 ) -> list[SourceResult]:
-    """Submit one task per source, then collect them in order (so Ctrl-C names the first unfinished one)."""
-    task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(run_source)
+    """Submit one task per source, then collect them in order (so Ctrl-C names the first unfinished one).
+    A source whose every attempt lost its worker is that source's FAILED result, as any local failure."""
+    task = ray.remote(max_retries=max_retries, retry_exceptions=False)(run_source)
     stage_dir = options.out / "m3e"
     clean_stale(stage_dir)  # before any task of this run exists: every temp there is a dead run's
     shipped = for_workers(options)
@@ -84,7 +85,7 @@ def gather(
             try:
                 result, changed, removed = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                result = _lost(source, exc)
+                result = _lost(source, exc, max_retries + 1)
             else:
                 cache.merge(changed, removed)
                 cache.save()  # as locally: the hashes of every finished source survive a Ctrl-C
@@ -100,7 +101,7 @@ def gather(
     return results
 
 
-def ray_executor(address: str | None = None, unit: Any = build_unit) -> MapSources:
+def ray_executor(address: str | None = None, unit: Any = build_unit, max_retries: int = MAX_RETRIES) -> MapSources:
     """The Ray executor for stage.build: joins the cluster at `address` (ray_session: --ray-address, else
     RAY_ADDRESS, else a local Ray) for the length of the stage. `unit` is build_unit; tests pass a wrapper."""
 
@@ -109,6 +110,6 @@ def ray_executor(address: str | None = None, unit: Any = build_unit) -> MapSourc
         on_rows: OnRows | None = None,
     ) -> list[SourceResult]:
         with ray_session(address) as ray:
-            return gather(ray, unit, sources, options, cache, on_start, on_rows)
+            return gather(ray, unit, sources, options, cache, on_start, on_rows, max_retries)
 
     return map_sources
