@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -190,12 +191,26 @@ def test_executor_ray_without_ray_is_a_usage_error_and_the_core_imports_without_
     assert not out.exists()  # refused before any work
 
 
+def test_a_ray_address_where_nothing_answers_is_a_usage_error_not_a_hang(tmp_path, monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    args = ["build", "--executor", "ray", "--sources", "demo", "--out", str(out)]
+    refused = CliRunner().invoke(main, [*args, "--ray-address", f"127.0.0.1:{port}"])
+    assert refused.exit_code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in refused.output
+    monkeypatch.setenv("RAY_ADDRESS", "head-node")
+    bad = CliRunner().invoke(main, args)
+    assert bad.exit_code == 2 and "RAY_ADDRESS: 'head-node' is not HOST:PORT" in bad.output, bad.output
+    assert not out.exists()
+
+
 def test_demo_built_on_ray_equals_the_local_build(cluster, tmp_path):
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     runs = {}
-    for out, executor in ((local, "local"), (on_ray, "ray")):
-        runs[executor] = CliRunner().invoke(
-            main, ["build", "--sources", "demo", "--out", str(out), "--no-hq", "--executor", executor]
+    for out, executor in ((local, ["local"]), (on_ray, ["ray", "--ray-address", cluster])):
+        runs[executor[0]] = CliRunner().invoke(
+            main, ["build", "--sources", "demo", "--out", str(out), "--no-hq", "--executor", *executor]
         )
     assert runs["local"].exit_code == 0, runs["local"].output
     assert runs["ray"].exit_code == runs["local"].exit_code, runs["ray"].output

@@ -22,7 +22,7 @@ from m3e_data.cli.mine import mine_command
 from m3e_data.cli.preflight import check_hub, local_folder
 from m3e_data.cli.publish import export_command, push_command
 from m3e_data.executors import EXECUTORS
-from m3e_data.executors.ray_session import RayUnavailable, require_ray
+from m3e_data.executors.ray_session import RayUnavailable, require_ray, resolve_address, unreachable
 from m3e_data.manifest import MANIFEST
 from m3e_data.recipe import recipe_names
 from m3e_data.stages.normalize.stage import (
@@ -317,6 +317,9 @@ def _executor(executor: str, ray_address: str | None) -> MapSources:
         require_ray()
     except RayUnavailable as exc:
         raise click.BadParameter(str(exc), param_hint="--executor") from None
+    why = unreachable(resolve_address(ray_address))
+    if why:
+        raise click.BadParameter(why, param_hint="--ray-address" if ray_address else "RAY_ADDRESS")
     from m3e_data.executors.normalize_ray import ray_executor
 
     return ray_executor(ray_address)
