@@ -57,12 +57,17 @@ def for_workers(options: BuildOptions) -> BuildOptions:
     return dataclasses.replace(options, out=options.out.resolve(), sources=sources)
 
 
-def _lost(source: Source, exc: Exception, attempts: int) -> SourceResult:
+def _lost(source: Source, exc: Exception, attempts: int, task_error: bool) -> SourceResult:
+    """The FAILED result of a source whose task never returned: its code raised outside build_unit, or
+    every attempt lost its worker."""
     first = (str(exc).strip().splitlines() or [""])[0]
+    if task_error:
+        return SourceResult(source.name, FAILED, f"{type(exc).__name__}: {first}")
+    times = f"{attempts} time{'s' if attempts > 1 else ''}"
     return SourceResult(
         source.name, FAILED,
-        f"{type(exc).__name__}: the Ray task failed {attempts} time{'s' if attempts > 1 else ''} (its worker or node died: killed, "
-        f"out of memory?); rerun the same command to retry it. {first}".strip(),
+        f"{type(exc).__name__}: the Ray task failed {times} (its worker or node died: killed, out of memory?); "
+        f"rerun the same command to retry it. {first}".strip(),
     )
 
 
@@ -85,7 +90,7 @@ def gather(
             try:
                 result, changed, removed = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                result = _lost(source, exc, max_retries + 1)
+                result = _lost(source, exc, max_retries + 1, isinstance(exc, ray.exceptions.RayTaskError))
             else:
                 cache.merge(changed, removed)
                 cache.save()  # as locally: the hashes of every finished source survive a Ctrl-C
