@@ -21,14 +21,18 @@ from m3e_data.cli.hq import hold_for_command, hq_command, hq_options, report_com
 from m3e_data.cli.mine import mine_command
 from m3e_data.cli.preflight import check_hub, local_folder
 from m3e_data.cli.publish import export_command, push_command
+from m3e_data.executors import EXECUTORS
+from m3e_data.executors.ray_session import RayUnavailable, require_ray, resolve_address, unreachable
 from m3e_data.manifest import MANIFEST
 from m3e_data.recipe import recipe_names
 from m3e_data.stages.normalize.stage import (
     BUILT,
     UNCHANGED,
     BuildOptions,
+    MapSources,
     SourceResult,
     build,
+    map_local,
     select_sources,
 )
 
@@ -303,6 +307,24 @@ def _where_and_next(out: Path, hq: bool) -> None:
         click.echo(line, err=True)
 
 
+def _executor(executor: str, ray_address: str | None) -> MapSources:
+    """The executor --executor names, or a usage error (before any work) when Ray is asked for but absent."""
+    if executor == "local":
+        if ray_address:
+            raise click.BadParameter("--ray-address is for --executor ray", param_hint="--ray-address")
+        return map_local
+    try:
+        require_ray()
+    except RayUnavailable as exc:
+        raise click.BadParameter(str(exc), param_hint="--executor") from None
+    why = unreachable(resolve_address(ray_address))
+    if why:
+        raise click.BadParameter(why, param_hint="--ray-address" if ray_address else "RAY_ADDRESS")
+    from m3e_data.executors.normalize_ray import ray_executor
+
+    return ray_executor(ray_address)
+
+
 @main.command("build")
 @click.option("--recipe", "--only", "recipe_arg", default="all", show_default=True, metavar="NAMES",
               help="Which sources: 'all' or a comma-separated list of names (`m3e-data list`). --only is the "
@@ -316,16 +338,23 @@ def _where_and_next(out: Path, hq: bool) -> None:
 @click.option("--option", "recipe_option", multiple=True, metavar="SOURCE.KEY=VALUE",
               help="A recipe option, e.g. webtext2019zh.best_answer_only=true (repeatable).")
 @click.option("--no-hq", is_flag=True, help="Stop after normalize (skip the m3e-hq stage).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where normalize runs: 'local' (this machine, one source after another) or 'ray' (one Ray "
+                   "task per source; needs the extra: pip install 'm3e-data[ray]'). Same output either way.")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="The Ray cluster for --executor ray ('auto', HOST:6379, ray://HOST:10001). Default: "
+                   "RAY_ADDRESS, else a local Ray started for this command.")
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 even when a source lost >= 99% of its rows to one drop reason (or read none).")
 @hq_options
 def build_command(
     recipe_arg: str, out: Path, sources: str, splits: str | None, commercial_only: bool,
-    recipe_option: tuple[str, ...], no_hq: bool, allow_empty: bool, config_path: Path | None,
-    decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int, verify: bool,
+    recipe_option: tuple[str, ...], no_hq: bool, executor: str, ray_address: str | None, allow_empty: bool,
+    config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int, verify: bool,
 ) -> None:
     """Normalize sources into OUT/m3e/<source>/ in the unified schema, then run m3e-hq (quality filter,
     dedup, decontamination) into OUT/m3e-hq and OUT/rejects unless --no-hq."""
+    map_sources = _executor(executor, ray_address)
     chosen = _choose(recipe_arg, commercial_only)
     recipe_options = _parse_recipe_options(recipe_option, {s.name for s in chosen})
     if sources == "hub" and any(s.access.kind == "hub" and s.available for s in chosen):
@@ -356,7 +385,7 @@ def build_command(
         def on_rows(name: str, n: int) -> None:
             progress.advance(tasks[name], n)
 
-        results = build(chosen, options, on_start=on_start, on_rows=on_rows)
+        results = build(chosen, options, on_start=on_start, on_rows=on_rows, map_sources=map_sources)
     tables().print(_summary(results, table_width()))
     for line in _reasons(results):
         tables().print(line, markup=False, highlight=False)
@@ -368,7 +397,8 @@ def build_command(
         sys.exit(1)
     if not no_hq:
         run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers,
-                       sources=[r.name for r in results if r.status in (BUILT, UNCHANGED)], verify=verify)
+                       sources=[r.name for r in results if r.status in (BUILT, UNCHANGED)], verify=verify,
+                       executor=executor, ray_address=ray_address)
     flagged = [r for r in results if r.flag]
     for r in flagged:
         messages.print(

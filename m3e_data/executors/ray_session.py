@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,21 @@ def require_ray() -> Any:
 def resolve_address(address: str | None) -> str | None:
     """--ray-address, else RAY_ADDRESS, else None (a local Ray started for this command)."""
     return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def unreachable(address: str | None, timeout: float = 3.0) -> str | None:
+    """Why nothing answers at a HOST:PORT (or ray://HOST:PORT) address, or None. ray.init retries an
+    address where no cluster runs for minutes, so the command asks first; "auto" and "local" pass."""
+    if not address or address in ("auto", "local"):
+        return None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return f"{address!r} is not HOST:PORT, ray://HOST:PORT or auto"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return f"no Ray cluster answers at {address} ({exc.strerror or exc}); is `ray start --head` running there?"
+    return None
 
 
 @contextmanager

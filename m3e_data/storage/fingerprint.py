@@ -71,6 +71,15 @@ class HashCache:
             self._dirty = True
         return digest
 
+    def merge(self, changed: dict[str, dict[str, int | str]], removed: Iterable[str] = ()) -> None:
+        """Take what another copy of this cache learnt: a Ray task hashes on its own node and hands its new
+        entries to the driver, the one writer of the file (copies saving in turn would drop each other's)."""
+        for key in removed:
+            self._dirty |= self.entries.pop(key, None) is not None
+        if changed:
+            self.entries.update(changed)
+            self._dirty = True
+
     def save(self) -> None:
         if self.path is not None and self._dirty:
             # Entries of files since deleted (a replaced download, an old temp copy) would only grow the file.

@@ -158,9 +158,11 @@ def build_source(
     options: BuildOptions,
     on_rows: Callable[[str, int], None] | None = None,
     cache: HashCache | None = None,
+    clean_temps: bool = True,
 ) -> SourceResult:
     """Normalize one source into OUT/m3e/<source>/ (or skip it when unchanged). `cache` holds file hashes
-    across sources of one build; without it OUT's is loaded and saved here."""
+    across sources of one build; without it OUT's is loaded and saved here. `clean_temps=False` leaves
+    the temps of dead runs to the caller: on a cluster a temp's pid may be a live process of another node."""
     recipe = load_recipe(source.name)
     if recipe is None:
         return SourceResult(source.name, NO_RECIPE, "recipe not written yet")
@@ -202,7 +204,8 @@ def build_source(
         source.name, BUILT, origin=located.origin, layout=located.layout.name,
         fingerprint=located.fingerprint, warnings=located.warnings(), missing_splits=located.missing,
     )
-    clean_stale(target.parent)
+    if clean_temps:
+        clean_stale(target.parent)
     with staged_folder(target) as tmp:
         writer = PartWriter(tmp)
         try:
@@ -238,30 +241,55 @@ def build_source(
     return result
 
 
+OnStart = Callable[[str], None]
+OnRows = Callable[[str, int], None]
+# An executor: build every source (build_unit each), saving `cache` as it goes; one result per source, in
+# the order of `sources`, a failure as that source's FAILED result.
+MapSources = Callable[[list[Source], BuildOptions, HashCache, OnStart | None, OnRows | None], list[SourceResult]]
+
+
+def build_unit(
+    source: Source, options: BuildOptions, on_rows: OnRows | None = None, cache: HashCache | None = None,
+    clean_temps: bool = True,
+) -> SourceResult:
+    """build_source, where a broken file or recipe ends its own source (FAILED), not the build."""
+    try:
+        return build_source(source, options, on_rows, cache, clean_temps)
+    except Exception as exc:
+        return SourceResult(source.name, FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def map_local(
+    sources: list[Source], options: BuildOptions, cache: HashCache, on_start: OnStart | None = None,
+    on_rows: OnRows | None = None,
+) -> list[SourceResult]:
+    """The local executor: each source in turn, in this process."""
+    results = []
+    for source in sources:
+        if on_start:
+            on_start(source.name)
+        try:
+            results.append(build_unit(source, options, on_rows, cache))
+        finally:
+            cache.save()  # hashes of a 9 GB file survive a later source's crash or Ctrl-C
+    return results
+
+
 def build(
     sources: list[Source],
     options: BuildOptions,
-    on_start: Callable[[str], None] | None = None,
-    on_rows: Callable[[str, int], None] | None = None,
+    on_start: OnStart | None = None,
+    on_rows: OnRows | None = None,
+    map_sources: MapSources = map_local,
 ) -> list[SourceResult]:
-    """Normalize every source in turn; one source's failure never stops the others.
+    """Normalize every source with `map_sources` (the executor); one source's failure never stops the others.
 
     The manifest's `selected` lists the sources this run built or found unchanged: what the later stages
     read, never another run's folders nor the older output of a source that failed now.
     """
-    results = []
     cache = HashCache(options.out)
     with hold(options.out):
-        for source in sources:
-            if on_start:
-                on_start(source.name)
-            try:
-                result = build_source(source, options, on_rows, cache)
-            except Exception as exc:  # a broken file or recipe ends its own source, not the build
-                result = SourceResult(source.name, FAILED, f"{type(exc).__name__}: {exc}")
-            finally:
-                cache.save()  # hashes of a 9 GB file survive a later source's crash or Ctrl-C
-            results.append(result)
+        results = map_sources(sources, options, cache, on_start, on_rows)
         # Sources built by earlier runs into the same folder keep their record.
         recorded = read_manifest(options.out).get("stages", {}).get(STAGE, {}).get("sources", {})
         recorded.update({r.name: r.as_dict() for r in results})
