@@ -71,6 +71,14 @@ def local(hq, tiny, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def local_sym(hq, tiny, tmp_path_factory) -> Path:
+    """The symmetric source alone (--semantic-dedup compares it with no earlier source)."""
+    out = tmp_path_factory.mktemp("local-sym") / "mined"
+    assert [r.status for r in mine(options(hq, out, tiny, out.parent / "cache", ["sym"]))] == ["mined"]
+    return out
+
+
+@pytest.fixture(scope="module")
 def on_ray(cluster, hq, tiny, tmp_path_factory) -> tuple[Path, Path, RayEncoder, list]:
     """Every source mined on Ray with a cache of its own: (out, cache, the encoder, the results)."""
     out = tmp_path_factory.mktemp("ray") / "mined"
@@ -148,8 +156,8 @@ def test_the_embedding_cache_is_shared_with_the_local_executor(cluster, hq, tiny
     assert_same_rows(local, tmp_path / "b")
 
 
-def test_a_worker_killed_mid_encoding_is_retried_and_the_output_is_identical(cluster, hq, tiny, local, tmp_path,
-                                                                            monkeypatch):
+def test_a_worker_killed_mid_encoding_is_retried_and_the_output_is_identical(cluster, hq, tiny, local_sym,
+                                                                            tmp_path, monkeypatch):
     # The sharded search runs here too: the symmetric source's corpus (its positives and queries) in 3 shards.
     marker = tmp_path / "killed"
     monkeypatch.setattr(mine_ray, "KILL_ONCE_MARKER", marker)
@@ -159,17 +167,17 @@ def test_a_worker_killed_mid_encoding_is_retried_and_the_output_is_identical(clu
     assert marker.exists()  # an actor did die mid-stage
     assert encoder.stats["shards"] == 3
     assert [r.status for r in results] == ["mined"]
-    assert_same_rows(local, out, ("sym",))
+    assert_same_rows(local_sym, out, ("sym",))
 
 
-def test_the_cli_runs_on_ray_and_says_which_extra_is_missing(cluster, hq, tiny, local, tmp_path, monkeypatch):
+def test_the_cli_runs_on_ray_and_says_which_extra_is_missing(cluster, hq, tiny, local_sym, tmp_path, monkeypatch):
     args = ["mine", "--in", str(hq), "--out", str(tmp_path / "mined"), "--model", str(tiny), "--device", "cpu",
             "--batch-size", "4", "--chunk-size", "3", "--num-negatives", "3", "--consistency-topk", "3",
-            "--semantic-dedup", "0.99", "--cache-dir", str(local.parent / "cache"), "--only", "sym",
+            "--semantic-dedup", "0.99", "--cache-dir", str(local_sym.parent / "cache"), "--only", "sym",
             "--executor", "ray"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert_same_rows(local, tmp_path / "mined", ("sym",))
+    assert_same_rows(local_sym, tmp_path / "mined", ("sym",))
 
     result = CliRunner().invoke(main, [*args[:-2], "--ray-address", "auto"])
     assert result.exit_code == 2 and "--executor ray only" in result.output
