@@ -22,6 +22,7 @@ from m3e_data.cli.console import Col, fit_table, messages, resumable, table_widt
 from m3e_data.cli.preflight import local_folder, local_or_hub, require_extra
 from m3e_data.cli.vocabulary import names, old_spelling
 from m3e_data.commercial import commercial_folders
+from m3e_data.executors.ray_session import RayUnavailable, require_ray
 from m3e_data.stages.mine.mining import MiningParams, parse_range
 from m3e_data.stages.mine.stage import (
     FAILED,
@@ -110,15 +111,31 @@ def _summary(results: list[SourceResult], width: int) -> Table:
               help="Drop a row whose (query, positive) pair is within THRESHOLD cosine (mean of the query and "
                    "positive cosines) of a kept row's, in this or an earlier source (reason semantic_duplicate, "
                    "kept_id). Default: off.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine. ray: encoder and search actors on a Ray cluster (same rows; needs the "
+                   "ray extra).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray cluster to join with --executor ray (default: RAY_ADDRESS, else a local Ray).")
+@click.option("--max-corpus-bytes", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="With --executor ray: search a source's corpus embeddings in shards of at most BYTES, merging "
+                   "their top-k (default: half a GPU's memory, else a quarter of a node's).")
 def mine_command(
     input_dir: Path, out: Path, model: str, revision: str | None, device: str | None, batch_size: int,
     max_length: int, cache_dir: Path | None, no_cache: bool, chunk_size: int | None, rank_range: str,
     relative_margin: float, max_score: float | None, num_negatives: int, sampling: str, seed: int,
     only: str | None, commercial_only: bool, consistency_topk: int | None, min_positive_score: float | None,
-    score_model: str | None, score_revision: str | None, semantic_dedup: float | None,
+    score_model: str | None, score_revision: str | None, semantic_dedup: float | None, executor: str,
+    ray_address: str | None, max_corpus_bytes: int | None,
 ) -> None:
     """Add hard negatives and cosine scores to m3e-hq, per source (-> m3e-hq-with-score)."""
     require_extra("mine", "mine")
+    if executor == "ray":
+        try:
+            require_ray()
+        except RayUnavailable as exc:
+            raise click.UsageError(f"--executor ray: {exc}") from None
+    elif ray_address or max_corpus_bytes:
+        raise click.UsageError("--ray-address and --max-corpus-bytes apply to --executor ray only")
     input_dir = local_folder(input_dir, "--in")
     try:
         lo, hi = parse_range(rank_range)
@@ -170,8 +187,14 @@ def mine_command(
             progress.remove_task(tasks[result.name])
             messages.print(f"{result.name}: {result.status} {result.reason}".rstrip())
 
+        encoder = None
+        if executor == "ray":
+            from m3e_data.executors.mine_ray import RayEncoder
+
+            encoder = RayEncoder(options, address=ray_address, max_corpus_bytes=max_corpus_bytes)
         try:
-            results = mine(options, on_start=on_start, on_search=on_search, on_done=on_done, on_encode=on_encode)
+            results = mine(options, on_start=on_start, on_search=on_search, on_done=on_done, on_encode=on_encode,
+                           encoder=encoder)
         except (FileNotFoundError, ValueError, ModelLoadError) as exc:
             raise click.ClickException(str(exc)) from None
     tables().print(_summary(results, table_width()))

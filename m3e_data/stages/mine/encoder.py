@@ -113,6 +113,17 @@ def resolve_model(model: str, revision: str | None) -> tuple[Path, str, str]:
     return folder, commit, commit
 
 
+def effective_max_length(max_length: int, layout: ModelLayout, config: Any) -> int:
+    """Tokens per text: the caller's bound, capped by the model folder's and the position embeddings'."""
+    limits = [max_length, layout.max_seq_length, getattr(config, "max_position_embeddings", None)]
+    return min(x for x in limits if x)
+
+
+def cache_namespace(model: str, identity: str, max_length: int, pooling: str) -> dict[str, Any]:
+    """What an embedding depends on: the key of the cache file (shared by every executor that encodes)."""
+    return {"model": model, "revision": identity, "max_length": max_length, "pooling": pooling, "normalized": True}
+
+
 class EmbeddingCache:
     """Embeddings on disk: one SQLite file per (model, revision, max_length, pooling), float16 blobs
     keyed by a 128-bit hash of the text. float16 halves the disk (22M texts x 512 dims = 22 GB); values
@@ -188,8 +199,7 @@ class Encoder:
         base = AutoModel.from_pretrained(layout.transformer_dir, dtype=self.dtype,
                                          trust_remote_code=trust_remote_code)
         base.eval()
-        limits = [max_length, layout.max_seq_length, getattr(base.config, "max_position_embeddings", None)]
-        self.max_length = min(x for x in limits if x)
+        self.max_length = effective_max_length(max_length, layout, base.config)
         # One replica per visible GPU; batches are dealt out round-robin and run in threads (torch
         # releases the GIL inside kernels).
         self.replicas = [base.to(self.devices[0])]
@@ -198,9 +208,8 @@ class Encoder:
         self.dim = int(base.config.hidden_size)
         self.cache: EmbeddingCache | None = None
         if cache_dir is not None:
-            namespace = {"model": model, "revision": identity, "max_length": self.max_length,
-                         "pooling": self.pooling, "normalized": True}
-            self.cache = EmbeddingCache(Path(cache_dir), namespace, self.dim)
+            self.cache = EmbeddingCache(Path(cache_dir), cache_namespace(model, identity, self.max_length,
+                                                                         self.pooling), self.dim)
         self.stats = {"texts": 0, "cache_hits": 0, "encoded": 0, "batches": 0}
 
     def encode(self, texts: list[str], show_progress: bool = False,
@@ -246,6 +255,14 @@ class Encoder:
         self.stats["encoded"] += len(todo)
         position = {t: i for i, t in enumerate(unique)}
         return vectors if len(unique) == len(texts) else vectors[[position[t] for t in texts]]
+
+    def encode_batches(self, texts: list[str]) -> np.ndarray:
+        """float32 (len(texts), dim) of texts as given, batch_size at a time: no dedup, no cache, no sort.
+
+        The Ray executor hands each actor one batch that `encode` would have formed, so both give the same
+        padding, hence the same vectors.
+        """
+        return self._encode_sorted(texts, None)
 
     def _encode_sorted(self, texts: list[str], progress: Any) -> np.ndarray:
         # Tokenized here, in one thread: a fast tokenizer shared by threads raises "Already borrowed".

@@ -192,7 +192,9 @@ def search_topk(
         return
     step = chunk_rows(len(corpus), chunk_size)
     with torch.inference_mode():
-        corpus_t = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32)).to(device)
+        # A tensor already on the device (a Ray search actor's shard, uploaded once) is used in place.
+        corpus_t = (corpus if isinstance(corpus, torch.Tensor)
+                    else torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32))).to(device)
         # One score block, reused: a fresh allocation per chunk costs page faults on the CPU.
         block = torch.empty((min(step, len(queries)), len(corpus)), dtype=torch.float32, device=device)
         for start in range(0, len(queries), step):
@@ -486,9 +488,11 @@ def mine_rows(
     chunk_size: int | None = None,
     on_search: Any = None,
     ranks: bool = False,
+    search: Any = search_topk,
 ) -> Mined:
     """mine_table, keeping each row's query and positive embeddings, and with `ranks` the rank of its
-    positive (a second pass over the source's positives, as costly as the search: only when asked)."""
+    positive (a second pass over the source's positives, as costly as the search: only when asked).
+    `search` has search_topk's signature and answer (m3e_data.executors.mine_ray runs it on a cluster)."""
     queries = table.column("query").to_pylist()
     positives = table.column("positive").to_pylist()
     natives = table.column("negatives").to_pylist()
@@ -521,8 +525,8 @@ def mine_rows(
     group_scores = np.zeros((len(plan.group_query), width), dtype=np.float32)
     group_count = np.zeros(len(plan.group_query), dtype=np.int64)
     corpus_emb = emb[: len(plan.corpus)]
-    for start, scores, indices in search_topk(emb[q_rows[active]], corpus_emb, depth, chunk_size=chunk_size,
-                                              device=device):
+    for start, scores, indices in search(emb[q_rows[active]], corpus_emb, depth, chunk_size=chunk_size,
+                                         device=device):
         groups = active[start:start + len(scores)]
         selection, counts = select_negatives(
             scores, indices, [plan.group_excluded[g] for g in groups], floor[groups], plan.group_wanted[groups],

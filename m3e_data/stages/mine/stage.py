@@ -38,6 +38,7 @@ from m3e_data.stages.mine.mining import (
     distribution,
     filter_reasons,
     mine_rows,
+    search_topk,
 )
 from m3e_data.stages.mine.semdedup import near_duplicates, pair_vectors
 from m3e_data.storage import ownership
@@ -197,7 +198,13 @@ class ModelLoadError(RuntimeError):
 
 
 class LazyEncoder:
-    """Loads the model on first use only: a rerun with every source done costs no model load."""
+    """Loads the model on first use only: a rerun with every source done costs no model load.
+
+    The local executor's encoder and search; m3e_data.executors.mine_ray.RayEncoder overrides `encode`,
+    `search` and `search_device` to run both on a Ray cluster.
+    """
+
+    search = staticmethod(search_topk)
 
     def __init__(self, options: MineOptions, show_progress: bool) -> None:
         self.options, self.show_progress = options, show_progress
@@ -223,6 +230,11 @@ class LazyEncoder:
 
         _, revision, identity = resolve_model(self.options.model, self.options.revision)
         return self.options.model, identity
+
+    def search_device(self) -> str:
+        # The search runs on the encoder's first device: --device may name several ("cuda:0,cuda:1"), or
+        # just "cuda", which the encoder resolves to every visible GPU.
+        return str(self.get().devices[0])
 
     def encode(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None) -> Any:
         return self.get().encode(texts, show_progress=self.show_progress and on_progress is None,
@@ -406,16 +418,13 @@ def _mine_and_write(
     table = read_source(source_in)
     rejected = REJECT_SCHEMA.empty_table()
     if table.num_rows:
-        enc = encoder.get()
-        # The search runs on the encoder's first device: --device may name several ("cuda:0,cuda:1"), or
-        # just "cuda", which the encoder resolves to every visible GPU.
-        device = str(enc.devices[0])
+        device = encoder.search_device()
 
         def encode(texts: list[str]) -> Any:
             return encoder.encode(texts, on_progress=on_encode)
 
         result = mine_rows(table, encode, options.params, device=device, chunk_size=options.chunk_size,
-                           on_search=on_search, ranks=options.consistency_topk is not None)
+                           on_search=on_search, ranks=options.consistency_topk is not None, search=encoder.search)
         stats = result.stats
         if teacher is not None:
             from m3e_data.stages.mine.teacher import rescore
@@ -464,9 +473,11 @@ def mine(
     on_search: Callable[[str, int], None] | None = None,
     on_done: Callable[[SourceResult], None] | None = None,
     on_encode: Callable[[str, int, int], None] | None = None,
+    encoder: LazyEncoder | None = None,
 ) -> list[SourceResult]:
     """Mine every source under options.input into options.out; record the run in build-manifest.json of
-    `record_folder` (OUT beside m3e-hq, else options.out itself)."""
+    `record_folder` (OUT beside m3e-hq, else options.out itself). `encoder` (default: a LazyEncoder of
+    `options`) is how texts are encoded and searched: the executor's choice; mine closes it."""
     names = input_sources(options.input, options.sources)
     record = record_folder(options.input, options.out)
     if (record / MANIFEST).exists() and not is_m3e_manifest(record / MANIFEST):
@@ -474,7 +485,7 @@ def mine(
                          "move it, or choose another --out")
     options.out.mkdir(parents=True, exist_ok=True)
     clean_stale(options.out)  # only our temps (store.TEMP_PREFIX) whose run is dead: never a user's .tmp
-    encoder = LazyEncoder(options, show_progress)
+    encoder = encoder or LazyEncoder(options, show_progress)
     identity = encoder.identity()
     teacher = LazyTeacher(options) if options.score_model else None
     dedup = DedupState() if options.semantic_dedup is not None else None
