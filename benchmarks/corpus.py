@@ -133,7 +133,9 @@ def generate(n: int, seed: int = 0, dup_fraction: float = 0.2) -> Corpus:
             elif event < 0.85:
                 words = vocab.words[int(rng.integers(0, len(vocab.words)))]
                 at = int(rng.integers(0, len(q) - 2))
-                q, lv, k = q[:at] + words + q[at + len(words) :], np.nan, "sibling"
+                sib = q[:at] + words + q[at + len(words) :]
+                # A word replaced by itself leaves an exact copy.
+                q, lv, k = sib, (np.nan if sib != q else 1.0), ("sibling" if sib != q else "exact")
             else:
                 lv = float(rng.choice(LEVELS))
                 q, k = edit(rng, q, lv), "edited_query"
