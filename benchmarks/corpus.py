@@ -12,9 +12,10 @@ shared by the hq benchmarks: m3e-data reads it as OUT/m3e/<source>/part-00000.pa
   - siblings (25%): another question over the same passage (a word of the query replaced, the positive
     identical): the whole-text Jaccard is high, but they are different training examples;
   - edited questions (15%): the query edited at a controlled level too, the positive kept.
-- Ground truth, computed exactly after planting: a planted copy and its base are duplicates when their
-  normalised queries are equal and their positives' 3-gram Jaccard >= THRESHOLD (m3e-data's definition
-  for a question about a passage); clusters are the connected components of those pairs.
+- Ground truth, computed exactly after planting over every pair of rows inside a planted group (a base and
+  its copies, copies among themselves too): two rows are duplicates when their normalised queries are equal
+  and their positives' 3-gram Jaccard >= THRESHOLD (m3e-data's definition for a question about a passage);
+  clusters are the connected components of those pairs.
 """
 
 from __future__ import annotations
@@ -154,11 +155,34 @@ def generate(n: int, seed: int = 0, dup_fraction: float = 0.2) -> Corpus:
     corpus = Corpus([queries[i] for i in order], [positives[i] for i in order], [SOURCES[source[i]] for i in order],
                     base_arr, [kind[i] for i in order], np.array([level[i] for i in order]),
                     np.zeros((0, 2), np.int64), np.arange(n))
-    copies = np.flatnonzero(base_arr >= 0)
-    dup = duplicates(corpus.queries, corpus.positives, copies, base_arr[copies])
-    corpus.pairs = np.stack([copies[dup], base_arr[copies][dup]], axis=1)
+    a, b = group_pairs(base_arr)
+    dup = duplicates(corpus.queries, corpus.positives, a, b)
+    corpus.pairs = np.stack([a[dup], b[dup]], axis=1)
     corpus.cluster = components(n, corpus.pairs[:, 0], corpus.pairs[:, 1])
     return corpus
+
+
+def group_pairs(base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of rows (a > b) inside one planted group (a background row and its copies): copies of one
+    base can be duplicates of each other too. Rows of different groups are unrelated draws of thousands of
+    Zipf words; they are never near duplicates."""
+    copies = np.flatnonzero(base >= 0)
+    group = np.concatenate([base[copies], np.unique(base[copies])])
+    rows = np.concatenate([copies, np.unique(base[copies])])
+    order = np.lexsort((rows, group))
+    group, rows = group[order], rows[order]
+    a_parts, b_parts = [], []
+    lag = 1
+    while lag < len(rows):  # a base drawn by several events has a group of more than 4 rows
+        same = group[lag:] == group[:-lag]
+        if not same.any():
+            break
+        a_parts.append(rows[lag:][same])
+        b_parts.append(rows[:-lag][same])
+        lag += 1
+    if not a_parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(a_parts), np.concatenate(b_parts)
 
 
 def duplicates(queries: list[str], positives: list[str], a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ def test_ground_truth(corpus: C.Corpus) -> None:
     kind = np.array(corpus.kind)
     pairs = {tuple(x) for x in corpus.pairs.tolist()}
     copies = np.flatnonzero(corpus.base >= 0)
-    in_truth = np.array([(int(r), int(corpus.base[r])) in pairs for r in copies])
+    in_truth = np.array([(max(int(r), int(corpus.base[r])), min(int(r), int(corpus.base[r]))) in pairs for r in copies])
     k = kind[copies]
     # Exact copies always; siblings and edited questions never (another question over the passage).
     assert in_truth[k == "exact"].all()
@@ -68,6 +68,14 @@ def test_ground_truth(corpus: C.Corpus) -> None:
     near = k == "near"
     positive = C.side_jaccards(corpus, copies[near])[1]
     assert (in_truth[near] == (positive >= C.THRESHOLD)).all()
+    # Copies of one base are checked against each other too: two near copies of one base, each a duplicate of it.
+    a, b = C.group_pairs(corpus.base)
+    expected = {(int(x), int(y)) for x, y in zip(a, b, strict=True)}
+    for r in copies:
+        assert (max(int(r), int(corpus.base[r])), min(int(r), int(corpus.base[r]))) in expected
+        for s in np.flatnonzero(corpus.base == corpus.base[r]):
+            assert (max(int(r), int(s)), min(int(r), int(s))) in expected or r == s
+    assert pairs <= expected and all(x > y for x, y in pairs)
     # Clusters are the components of the pairs: both rows of a pair share one, and a lone row is its own.
     assert (corpus.cluster[corpus.pairs[:, 0]] == corpus.cluster[corpus.pairs[:, 1]]).all()
     alone = np.setdiff1d(np.arange(len(corpus.queries)), corpus.pairs.ravel())
