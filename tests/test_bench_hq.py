@@ -60,7 +60,7 @@ def test_datatrove_runs_its_pipeline_and_is_scored(data: tuple[Path, C.Corpus]) 
 def test_child_reports_one_result(data: tuple[Path, C.Corpus]) -> None:
     folder, corpus = data
     fig = B._run_child(["--child", "m3e-data", "--data", str(folder)])
-    assert fig["method"] == "m3e-data" and fig["recall"] >= 0.97 and fig["truth_removed"] == len(corpus.pairs)
+    assert fig["method"] == "m3e-data" and fig["recall"] >= 0.97 and fig["truth_removed"] == len(corpus.cluster) - len(np.unique(corpus.cluster))
     assert fig["cpu_s"] > 0 and fig["peak_pss_mb"] >= fig["above_start_mb"] > 0
     assert "error" in B._run_child(["--child", "m3e-data", "--data", str(folder / "missing")])
 
@@ -79,3 +79,12 @@ def test_summary_table_marks_failures() -> None:
                        "datatrove": [{"error": "Traceback\nImportError: no spacy"}]})
     assert "| m3e-data | 2.0 / 3.0 | 1.5 / 1.5 | 300 (100) | 0.9900 |" in lines[2]
     assert "not measured: ImportError: no spacy" in lines[3]
+
+
+def test_whole_stage_child_scores_hq_rejects(data: tuple[Path, C.Corpus]) -> None:
+    folder, corpus = data
+    fig = B._run_child(["--child-stage", "--data", str(folder), "--workers", "1"])
+    assert fig["method"] == "hq stage", fig
+    # The stage also drops rows for quality: only the dedup rejects count, and they are the planted copies.
+    assert fig["recall"] >= 0.95 and fig["precision"] == 1.0 and fig["truth_removed"] == len(corpus.cluster) - len(np.unique(corpus.cluster)) > 0
+    assert fig["cpu_s"] > 0 and fig["peak_pss_mb"] > 0
