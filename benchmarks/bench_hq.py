@@ -161,9 +161,8 @@ def _pair_signatures(queries: list[str], positives: list[str], params: MinHashPa
     `sketch` (compiled where numba is installed) when this m3e-data has it, else `signatures`."""
     n = len(queries)
     try:
-        from m3e_data.stages.hq.sketch import sketch
-
         from m3e_data.stages.hq.minhash import codepoints
+        from m3e_data.stages.hq.sketch import sketch
     except ImportError:
         return np.minimum(signatures(queries, params), signatures(positives, params))
     cp, cp_starts = codepoints(list(queries) + list(positives))
