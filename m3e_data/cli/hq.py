@@ -15,7 +15,7 @@ from m3e_data.cli.console import Col, fit_table, messages, resumable, table_widt
 from m3e_data.cli.vocabulary import in_folder
 from m3e_data.executors import EXECUTORS
 from m3e_data.executors.hq_ray import RayExecutor, TooManyEdges
-from m3e_data.executors.ray_session import RayUnavailable, ray_session, require_ray
+from m3e_data.executors.ray_session import check_ray_executor, ray_session
 from m3e_data.stages.hq.decontaminate import EvalFileError
 from m3e_data.stages.hq.quality import ThresholdError
 from m3e_data.stages.hq.report import ReportError, _stage_drops, hq_section, write_report
@@ -81,10 +81,7 @@ def hq_executor(executor: str, ray_address: str | None, workers: int) -> Iterato
     if executor == "local":
         yield Executor(workers)
         return
-    try:
-        require_ray()
-    except RayUnavailable as exc:
-        raise click.UsageError(f"--executor ray: {exc}") from None
+    check_ray_executor(ray_address)
     with ray_session(ray_address):
         yield RayExecutor()
 

@@ -22,7 +22,7 @@ from m3e_data.cli.mine import mine_command
 from m3e_data.cli.preflight import check_hub, local_folder
 from m3e_data.cli.publish import export_command, push_command
 from m3e_data.executors import EXECUTORS
-from m3e_data.executors.ray_session import RayUnavailable, require_ray, resolve_address, unreachable
+from m3e_data.executors.ray_session import check_ray_executor
 from m3e_data.manifest import MANIFEST
 from m3e_data.recipe import recipe_names
 from m3e_data.stages.normalize.stage import (
@@ -313,13 +313,7 @@ def _executor(executor: str, ray_address: str | None) -> MapSources:
         if ray_address:
             raise click.BadParameter("--ray-address is for --executor ray", param_hint="--ray-address")
         return map_local
-    try:
-        require_ray()
-    except RayUnavailable as exc:
-        raise click.BadParameter(str(exc), param_hint="--executor") from None
-    why = unreachable(resolve_address(ray_address))
-    if why:
-        raise click.BadParameter(why, param_hint="--ray-address" if ray_address else "RAY_ADDRESS")
+    check_ray_executor(ray_address)
     from m3e_data.executors.normalize_ray import ray_executor
 
     return ray_executor(ray_address)

@@ -22,7 +22,7 @@ from m3e_data.cli.console import Col, fit_table, messages, resumable, table_widt
 from m3e_data.cli.preflight import local_folder, local_or_hub, require_extra
 from m3e_data.cli.vocabulary import names, old_spelling
 from m3e_data.commercial import commercial_folders
-from m3e_data.executors.ray_session import RayUnavailable, require_ray
+from m3e_data.executors.ray_session import check_ray_executor
 from m3e_data.stages.mine.mining import MiningParams, parse_range
 from m3e_data.stages.mine.stage import (
     FAILED,
@@ -130,10 +130,7 @@ def mine_command(
     """Add hard negatives and cosine scores to m3e-hq, per source (-> m3e-hq-with-score)."""
     require_extra("mine", "mine")
     if executor == "ray":
-        try:
-            require_ray()
-        except RayUnavailable as exc:
-            raise click.UsageError(f"--executor ray: {exc}") from None
+        check_ray_executor(ray_address)
     elif ray_address or max_corpus_bytes:
         raise click.UsageError("--ray-address and --max-corpus-bytes apply to --executor ray only")
     input_dir = local_folder(input_dir, "--in")

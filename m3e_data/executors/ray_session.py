@@ -64,3 +64,20 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield ray
     finally:
         ray.shutdown()
+
+
+def check_ray_executor(ray_address: str | None) -> None:
+    """--executor ray's preconditions, checked before any work by every command that takes it: ray
+    installed, and a cluster answering at the address (ray.init would retry a dead one for minutes).
+    Raises click.BadParameter, a usage error (exit 2)."""
+    import click
+
+    try:
+        ray = require_ray()
+    except RayUnavailable as exc:
+        raise click.BadParameter(str(exc), param_hint="--executor") from None
+    if ray.is_initialized():  # ray_session joins the session already open, whatever the address says
+        return
+    why = unreachable(resolve_address(ray_address))
+    if why:
+        raise click.BadParameter(why, param_hint="--ray-address" if ray_address else "RAY_ADDRESS")
