@@ -4,13 +4,17 @@ import gzip
 import json
 from collections import Counter
 
+import pytest
+
 from m3e_data.stages.normalize.readers import (
     BadRow,
     collecting_notes,
     iter_csv,
     iter_json,
+    iter_json_lines_range,
     iter_squad,
     iter_tsv,
+    line_ranges,
 )
 
 
@@ -184,3 +188,65 @@ def test_json_lines_tsv_and_csv_are_streamed_not_loaded_whole(tmp_path, monkeypa
         first = [next(rows) for _ in range(10)]
         assert all(isinstance(r, dict) for r in first)
         assert seen[0] < path.stat().st_size // 4, (path.name, seen[0], path.stat().st_size)
+
+
+# --- byte ranges of a large JSON-lines file (the Ray executor's units)
+
+# Every quirk a range reader must keep: a BOM, CRLF and LF endings, blank and whitespace lines, multi-byte
+# characters (3-byte CJK, a 4-byte emoji), a GBK line, malformed JSON, a lone surrogate escape, a line that
+# is not an object, and a last line cut without its newline.
+_QUIRKS = b"".join([
+    b"\xef\xbb\xbf" + '{"q": "问一", "a": "答"}\r\n'.encode(),
+    '{"q": "长问题' .encode() + "很长的文本" .encode() * 9 + b'", "a": "x"}\n',
+    b"\n",
+    b"   \r\n",
+    '{"q": "😀表情", "a": "答二"}\n'.encode(),
+    '{"q": "坏的一行", "a": \n'.encode(),
+    '{"q": "国标", "a": "编码"}\r\n'.encode("gbk"),
+    b'{"q": "\\ud800", "a": "a"}\n',
+    b'[1, 2]\n',
+    '{"q": "最后", "a": "截断'.encode(),
+])
+
+
+def _items(rows):
+    return [(r.reason if isinstance(r, BadRow) else r) for r in rows]
+
+
+def test_line_ranges_cover_the_file_and_cut_only_after_a_newline(tmp_path):
+    path = write(tmp_path / "x.json", _QUIRKS)
+    size = len(_QUIRKS)
+    for split_bytes in range(1, size + 2):
+        ranges = line_ranges(path, split_bytes)
+        assert ranges[0][0] == 0 and ranges[-1][1] == size
+        assert all(a < b for a, b in ranges)
+        assert all(ranges[k][1] == ranges[k + 1][0] for k in range(len(ranges) - 1))
+        assert all(_QUIRKS[a - 1:a] == b"\n" for a, _ in ranges[1:])
+        # a range is as short as its lines allow: it ends with the line holding its budget's last byte
+        for a, b in ranges[:-1]:
+            assert b == _QUIRKS.index(b"\n", a + split_bytes - 1) + 1
+    assert line_ranges(path, size) == [(0, size)]
+    assert len(line_ranges(path, 1)) == _QUIRKS.count(b"\n") + 1  # every line its own range
+    with pytest.raises(ValueError, match="at least 1"):
+        line_ranges(path, 0)
+
+
+def test_ranges_read_together_are_the_whole_file_bad_rows_and_notes_included(tmp_path):
+    path = write(tmp_path / "x.json", _QUIRKS)
+    with collecting_notes(Counter()) as whole_notes:
+        whole = _items(iter_json(path))
+    assert "malformed_json" in whole and "truncated_line" in whole and "not_an_object" in whole
+    assert "lone_surrogate" in whole and {"q": "😀表情", "a": "答二"} in whole and len(whole) == 8
+    for split_bytes in range(1, len(_QUIRKS) + 2):
+        with collecting_notes(Counter()) as notes:
+            parts = [_items(iter_json_lines_range(path, a, b)) for a, b in line_ranges(path, split_bytes)]
+        assert [row for part in parts for row in part] == whole, split_bytes
+        assert notes == whole_notes == {"decoded_gb18030": 1}
+
+
+def test_a_range_owns_the_lines_that_start_in_it(tmp_path):
+    path = write(tmp_path / "x.jsonl", b'{"n": 1}\n{"n": 2}\r\n{"n": 3}')
+    assert _items(iter_json_lines_range(path, 0, 1)) == [{"n": 1}]  # a line starting at 0 runs past the end
+    assert _items(iter_json_lines_range(path, 9, 10)) == [{"n": 2}]
+    assert _items(iter_json_lines_range(path, 9, 20)) == [{"n": 2}, {"n": 3}]
+    assert _items(iter_json_lines_range(path, 19, 27)) == [{"n": 3}]

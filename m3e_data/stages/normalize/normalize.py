@@ -11,7 +11,7 @@ Pure functions over iterables and Arrow batches; files and resumption are the dr
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,11 +165,22 @@ def _with_groups(items: Iterable[ReadItem], group_by: Any) -> Iterator[tuple[Rea
             yield row, []
 
 
+# (the recipe's key or None, the raw row's position in what is read, the pair's place in its row, whether the
+# row gave several pairs) -> the key normalize yields with the pair
+KeyOf = Callable[[str | None, int, int, bool], Any]
+
+
 def normalize(
-    items: Iterable[ReadItem], recipe: Recipe, ctx: Context, counts: Counts, batch_rows: int = 20_000
-) -> Iterator[list[tuple[str, Pair]]]:
+    items: Iterable[ReadItem], recipe: Recipe, ctx: Context, counts: Counts, batch_rows: int = 20_000,
+    key_of: KeyOf | None = None,
+) -> Iterator[list[tuple[Any, Pair]]]:
     """Batches of (key, pair) for the valid pairs the recipe makes of `items`; `counts` is updated in
-    place. This loop runs once per raw row of 22M: it keeps to locals and batches its output."""
+    place. This loop runs once per raw row of 22M: it keeps to locals and batches its output.
+
+    A pair's key is the source's own (Pair.key), else the raw row's position in `items` ("7", or "7-1"
+    for a row's second pair when it gives several). `key_of` replaces that rule: a caller reading only
+    part of a split, whose positions are not yet the split's, keeps them apart to offset later (units.py).
+    """
     items = noted(items, counts.notes)
     grouped = _with_groups(items, recipe.group_by) if recipe.group_by else None
     to_pairs = recipe.to_pairs
@@ -204,7 +215,11 @@ def normalize(
                 if isinstance(valid, str):
                     dropped[valid] += 1
                     continue
-                key = valid.key if valid.key is not None else (f"{index}-{j}" if several else str(index))
+                key = valid.key
+                if key_of is not None:
+                    key = key_of(key, index, j, several)
+                elif key is None:
+                    key = f"{index}-{j}" if several else str(index)
                 batch.append((key, valid))
                 written += 1
             if len(batch) >= batch_rows:

@@ -236,12 +236,61 @@ def _container(path: Path, field: str) -> str:
     return "lines" if later and sum(later) * 2 > len(later) else "document"
 
 
-def _iter_json_lines(path: Path) -> Iterator[ReadItem]:
+def is_json_lines(path: Path, field: str = "data") -> bool:
+    """Whether iter_json streams this file as JSON lines (rather than parsing one document)."""
+    return path.stat().st_size > 0 and _container(path, field) == "lines"
+
+
+def line_ranges(path: Path, split_bytes: int) -> list[tuple[int, int]]:
+    """[start, end) byte ranges that cover an uncompressed file, each about `split_bytes` long and each
+    starting at a line start, so that a range owns exactly the lines that start inside it.
+
+    Reads a line's worth of bytes at each cut, never the file: a cut is moved to just after the first
+    newline at or after it. A line longer than `split_bytes` merges the ranges it spans. Cutting only at
+    b"\n" never splits a character: no byte of a multi-byte UTF-8 or GB18030 character is 0x0A.
+    """
+    if split_bytes < 1:
+        raise ValueError(f"split_bytes must be at least 1, got {split_bytes}")
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as fh:
+        at = split_bytes
+        while at < size:
+            fh.seek(at - 1)  # a newline just before the cut makes the cut a line start already
+            fh.readline()
+            cut = fh.tell()
+            if cut >= size:
+                break
+            cuts.append(cut)
+            at = max(cut, at) + split_bytes
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def _lines_in(fh: IO[bytes], start: int, end: int) -> Iterator[bytes]:
+    """The lines of `fh` that start in [start, end); `start` is a line start (line_ranges)."""
+    fh.seek(start)
+    at = start
+    for raw in fh:
+        if at >= end:
+            return
+        at += len(raw)
+        yield raw
+
+
+def iter_json_lines_range(path: Path, start: int, end: int) -> Iterator[ReadItem]:
+    """The rows of the JSON lines that start in [start, end) of an uncompressed file: the same items,
+    bad rows included, that iter_json yields for those lines when it reads the whole file."""
+    return _iter_json_lines(path, start, end)
+
+
+def _iter_json_lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[ReadItem]:
     """The hot path of the largest sources: UTF-8 bytes go to orjson undecoded; only a line orjson
     rejects is looked at again (another encoding, a cut last line, a lone surrogate)."""
     with open_binary(path) as fh:
-        for n, raw in enumerate(fh, 1):
-            if n == 1 and raw.startswith(codecs.BOM_UTF8):
+        lines = fh if end is None else _lines_in(fh, start, end)
+        for n, raw in enumerate(lines, 1):
+            if n == 1 and start == 0 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
                 row = orjson.loads(raw)

@@ -153,16 +153,38 @@ def _rows(recipe: Recipe, located: Located, split: str, ctx: Context):
     return recipe.read(located, split, ctx) if recipe.read else located.rows(split)
 
 
-def build_source(
-    source: Source,
-    options: BuildOptions,
-    on_rows: Callable[[str, int], None] | None = None,
-    cache: HashCache | None = None,
-    clean_temps: bool = True,
-) -> SourceResult:
-    """Normalize one source into OUT/m3e/<source>/ (or skip it when unchanged). `cache` holds file hashes
-    across sources of one build; without it OUT's is loaded and saved here. `clean_temps=False` leaves
-    the temps of dead runs to the caller: on a cluster a temp's pid may be a live process of another node."""
+@dataclass
+class Prepared:
+    """A source found, keyed and due for a build: everything its rows need but the rows. Picklable (the
+    recipe is loaded again by name), so that a cluster's workers can each build a part of it."""
+
+    source: Source
+    recipe_options: dict[str, Any]
+    located: Located
+    key: dict[str, Any]
+
+    @property
+    def recipe(self) -> Recipe:
+        recipe = load_recipe(self.source.name)
+        assert recipe is not None  # prepare() found it
+        return recipe
+
+    def context(self, split: str) -> Context:
+        located = self.located
+        return Context(self.source.name, split, self.recipe_options, located.layout.name, located.layout.options,
+                       located=located)
+
+    def new_result(self) -> SourceResult:
+        located = self.located
+        return SourceResult(
+            self.source.name, BUILT, origin=located.origin, layout=located.layout.name,
+            fingerprint=located.fingerprint, warnings=located.warnings(), missing_splits=located.missing,
+        )
+
+
+def prepare(source: Source, options: BuildOptions, cache: HashCache | None = None) -> Prepared | SourceResult:
+    """The source located and keyed, or its final result when there is nothing to build: no recipe, bad
+    options, its files missing, or unchanged since its last complete build."""
     recipe = load_recipe(source.name)
     if recipe is None:
         return SourceResult(source.name, NO_RECIPE, "recipe not written yet")
@@ -192,18 +214,45 @@ def build_source(
         # A catalog licence change must rebuild: every row carries the licence and the commercial flag.
         "license": {"spdx": source.license.spdx, "commercial": source.commercial},
     }
-    target = options.out / "m3e" / source.name
-    done = read_success(target, options.verify)
+    done = read_success(options.out / "m3e" / source.name, options.verify)
     if done is not None and done.get("key") == key:
         unchanged = SourceResult.from_success(source.name, done)
         unchanged.warnings, unchanged.missing_splits = located.warnings(), located.missing
         return unchanged
+    return Prepared(source, recipe_options, located, key)
 
+
+def success_record(prepared: Prepared, parts: list[str], result: SourceResult) -> dict[str, Any]:
+    """The `_SUCCESS.json` of a built source (its folder's file list is added when it is sealed)."""
+    return {
+        "key": prepared.key,
+        "parts": parts,
+        "finished": now(),
+        "counts": result.counts.as_dict(),
+        "splits": {s: c.as_dict() for s, c in result.splits.items()},
+        "seconds": round(result.seconds, 3),
+        "origin": result.origin,
+        "layout": result.layout,
+    }
+
+
+def build_source(
+    source: Source,
+    options: BuildOptions,
+    on_rows: Callable[[str, int], None] | None = None,
+    cache: HashCache | None = None,
+    clean_temps: bool = True,
+) -> SourceResult:
+    """Normalize one source into OUT/m3e/<source>/ (or skip it when unchanged). `cache` holds file hashes
+    across sources of one build; without it OUT's is loaded and saved here. `clean_temps=False` leaves
+    the temps of dead runs to the caller: on a cluster a temp's pid may be a live process of another node."""
+    prepared = prepare(source, options, cache)
+    if isinstance(prepared, SourceResult):
+        return prepared
     started = time.perf_counter()
-    result = SourceResult(
-        source.name, BUILT, origin=located.origin, layout=located.layout.name,
-        fingerprint=located.fingerprint, warnings=located.warnings(), missing_splits=located.missing,
-    )
+    recipe, located = prepared.recipe, prepared.located
+    result = prepared.new_result()
+    target = options.out / "m3e" / source.name
     if clean_temps:
         clean_stale(target.parent)
     with staged_folder(target) as tmp:
@@ -211,10 +260,7 @@ def build_source(
         try:
             for split in located.splits:
                 counts = Counts()
-                ctx = Context(
-                    source.name, split, recipe_options, located.layout.name, located.layout.options,
-                    located=located,
-                )
+                ctx = prepared.context(split)
                 for batch in normalize(_rows(recipe, located, split, ctx), recipe, ctx, counts, BATCH_ROWS):
                     writer.write(to_batch(batch, source, split))
                     if on_rows:
@@ -225,19 +271,7 @@ def build_source(
         finally:
             writer.close()
         result.seconds = time.perf_counter() - started
-        atomic_write_json(
-            tmp / SUCCESS,
-            {
-                "key": key,
-                "parts": parts,
-                "finished": now(),
-                "counts": result.counts.as_dict(),
-                "splits": {s: c.as_dict() for s, c in result.splits.items()},
-                "seconds": round(result.seconds, 3),
-                "origin": result.origin,
-                "layout": result.layout,
-            },
-        )
+        atomic_write_json(tmp / SUCCESS, success_record(prepared, parts, result))
     return result
 
 
