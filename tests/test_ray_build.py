@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ from click.testing import CliRunner
 
 from m3e_data.cli.main import main
 from m3e_data.executors.normalize_ray import ray_executor
-from m3e_data.stages.normalize import stage
+from m3e_data.stages.normalize import stage, units
 from m3e_data.stages.normalize.stage import BuildOptions, build, build_unit, select_sources
 from m3e_data.storage.fingerprint import CACHE_FILE
 from m3e_data.storage.store import SUCCESS, TEMP_PREFIX
+from tests.test_units import RANGE_SOURCES, split_bytes_cutting_the_bad_line, write_range_corpus
 
 ray = pytest.importorskip("ray")  # users without the extra; CI installs it, so these tests run there
 
@@ -320,3 +322,96 @@ def test_a_killed_driver_reruns_to_the_same_output(cluster, corpus, tmp_path):
     assert set(statuses.values()) <= {"built", "unchanged"}
     assert_same_output(out, local)
 
+
+
+# --- large JSON-lines files cut into byte ranges (units), each range a Ray task
+
+
+@pytest.fixture(scope="module")
+def range_corpus(tmp_path_factory) -> tuple[Path, Path, int]:
+    """JSON-lines sources with every quirk a range must keep, their local build, and a --split-bytes that
+    cuts them into several ranges, one budget ending inside a malformed line, mid-character."""
+    root = tmp_path_factory.mktemp("ranges")
+    write_range_corpus(root / "src")
+    results = build(select_sources(",".join(RANGE_SOURCES)), BuildOptions(out=root / "local", sources=str(root / "src")))
+    assert [r.status for r in results] == ["built"] * 3
+    return root / "src", root / "local", split_bytes_cutting_the_bad_line(root / "src")
+
+
+def counting_units(plan, i, *, log: str):
+    """run_unit, noting (source, unit) in `log`: which units ran, on any worker."""
+    with open(log, "a") as fh:
+        fh.write(f"{plan.prepared.source.name} {i}\n")
+    return units.run_unit(plan, i)
+
+
+def test_json_lines_cut_into_ranges_on_ray_equal_the_local_build(cluster, range_corpus, tmp_path):
+    src, local, split_bytes = range_corpus
+    log = tmp_path / "units.log"
+    options = BuildOptions(out=tmp_path / "ray", sources=str(src))
+    results = build(select_sources(",".join(RANGE_SOURCES)), options, map_sources=ray_executor(
+        split_bytes=split_bytes, range_unit=functools.partial(counting_units, log=str(log))))
+    assert [r.status for r in results] == ["built"] * 3
+    ran = Counter(line.split()[0] for line in log.read_text().splitlines())
+    assert set(ran) == set(RANGE_SOURCES) and min(ran.values()) >= 3  # every source was cut
+    baike = results[0].splits["train"]
+    assert baike.dropped == {"malformed_json": 1, "empty_text": 1}  # the line cut by a budget: once
+    assert baike.notes == {"decoded_gb18030": 1}
+    assert_same_output(options.out, local)  # ids, rows, parts byte for byte, counts per split
+    assert normalize_section(options.out) == normalize_section(local)
+    assert not list((options.out / "m3e").glob(TEMP_PREFIX + "*"))  # the units' folders are gone
+
+
+def die_in_unit(plan, i, *, victim: int, marker: str, log: str):
+    """counting_units, but the first worker to run unit `victim` of baike2018qa is SIGKILLed half-way
+    through its IPC file; the marker file tells the retry to go on."""
+    with open(log, "a") as fh:
+        fh.write(f"{plan.prepared.source.name} {i}\n")
+    if plan.prepared.source.name == "baike2018qa" and i == victim and not os.path.exists(marker):
+        real = units._unit_batch
+
+        def die(*args):
+            Path(marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        units._unit_batch = die
+        try:
+            return units.run_unit(plan, i)
+        finally:
+            units._unit_batch = real
+    return units.run_unit(plan, i)
+
+
+def test_a_worker_killed_in_one_range_is_retried_alone_and_the_output_is_identical(cluster, range_corpus, tmp_path):
+    src, local, split_bytes = range_corpus
+    marker = tmp_path / "killed.pid"
+    options = BuildOptions(out=tmp_path / "ray", sources=str(src))
+    log = tmp_path / "units.log"
+    unit = functools.partial(die_in_unit, victim=2, marker=str(marker), log=str(log))
+    results = build(select_sources(",".join(RANGE_SOURCES)), options,
+                    map_sources=ray_executor(split_bytes=split_bytes, range_unit=unit))
+    assert marker.is_file(), "no worker was killed"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(marker.read_text()), 0)
+    runs = Counter(line for line in log.read_text().splitlines() if line.startswith("baike2018qa"))
+    assert runs.pop("baike2018qa 2") == 2 and set(runs.values()) == {1}  # only the killed range ran again
+    assert [r.status for r in results] == ["built"] * 3
+    assert_same_output(options.out, local)
+    assert normalize_section(options.out) == normalize_section(local)
+
+
+def test_a_range_lost_on_every_attempt_fails_its_source_alone(cluster, range_corpus, tmp_path):
+    src, local, split_bytes = range_corpus
+    marker = tmp_path / "killed.pid"
+    options = BuildOptions(out=tmp_path / "ray", sources=str(src))
+    chosen = select_sources(",".join(RANGE_SOURCES))
+    unit = functools.partial(die_in_unit, victim=2, marker=str(marker), log=str(tmp_path / "units.log"))
+    results = build(chosen, options, map_sources=ray_executor(split_bytes=split_bytes, range_unit=unit,
+                                                              max_retries=0))
+    assert [r.status for r in results] == ["failed", "built", "built"]
+    assert "the Ray task failed 1 time (its worker or node died" in results[0].reason
+    assert not (options.out / "m3e" / "baike2018qa").exists()  # nothing of it was committed
+    assert not list((options.out / "m3e").glob(TEMP_PREFIX + "*"))
+    again = build(chosen, options, map_sources=ray_executor(split_bytes=split_bytes))
+    assert [r.status for r in again] == ["built", "unchanged", "unchanged"]
+    assert_same_output(options.out, local)
