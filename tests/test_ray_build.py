@@ -415,3 +415,18 @@ def test_a_range_lost_on_every_attempt_fails_its_source_alone(cluster, range_cor
     again = build(chosen, options, map_sources=ray_executor(split_bytes=split_bytes))
     assert [r.status for r in again] == ["built", "unchanged", "unchanged"]
     assert_same_output(options.out, local)
+
+
+def test_split_bytes_on_the_command_line(cluster, range_corpus, tmp_path):
+    src, local, split_bytes = range_corpus
+    args = ["build", "--recipe", ",".join(RANGE_SOURCES), "--sources", str(src), "--no-hq"]
+    refused = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "l"), "--split-bytes", "64M"])
+    assert refused.exit_code == 2 and "--split-bytes is for --executor ray" in refused.output
+    bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--executor", "ray", "--split-bytes", "1T"])
+    assert bad.exit_code == 2 and "'1T' is not a size such as 134217728, 128M or 1G" in bad.output
+    assert not (tmp_path / "l").exists() and not (tmp_path / "b").exists()
+    out = tmp_path / "ray"
+    run = CliRunner().invoke(main, [*args, "--out", str(out), "--executor", "ray", "--ray-address", cluster,
+                                    "--split-bytes", f"{split_bytes // 1024}K"])
+    assert run.exit_code == 0, run.output
+    assert_same_output(out, local)

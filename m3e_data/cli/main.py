@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import shlex
 import sys
 import textwrap
@@ -307,16 +308,32 @@ def _where_and_next(out: Path, hq: bool) -> None:
         click.echo(line, err=True)
 
 
-def _executor(executor: str, ray_address: str | None) -> MapSources:
+def _executor(executor: str, ray_address: str | None, split_bytes: int | None = None) -> MapSources:
     """The executor --executor names, or a usage error (before any work) when Ray is asked for but absent."""
     if executor == "local":
         if ray_address:
             raise click.BadParameter("--ray-address is for --executor ray", param_hint="--ray-address")
+        if split_bytes is not None:
+            raise click.BadParameter("--split-bytes is for --executor ray", param_hint="--split-bytes")
         return map_local
     check_ray_executor(ray_address)
     from m3e_data.executors.normalize_ray import ray_executor
+    from m3e_data.stages.normalize.units import DEFAULT_SPLIT_BYTES
 
-    return ray_executor(ray_address)
+    return ray_executor(ray_address, split_bytes=split_bytes or DEFAULT_SPLIT_BYTES)
+
+
+_SIZE = re.compile(r"(\d+)\s*(?:([kmg])i?)?b?", re.IGNORECASE)
+
+
+def _byte_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """'134217728', '128M', '128MiB' or '1G' as bytes (binary units), at least 1."""
+    if value is None:
+        return None
+    match = _SIZE.fullmatch(value.strip())
+    if match is None or int(match[1]) < 1:
+        raise click.BadParameter(f"{value!r} is not a size such as 134217728, 128M or 1G")
+    return int(match[1]) << {None: 0, "k": 10, "m": 20, "g": 30}[match[2] and match[2].lower()]
 
 
 @main.command("build")
@@ -334,21 +351,25 @@ def _executor(executor: str, ray_address: str | None) -> MapSources:
 @click.option("--no-hq", is_flag=True, help="Stop after normalize (skip the m3e-hq stage).")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="Where normalize runs: 'local' (this machine, one source after another) or 'ray' (one Ray "
-                   "task per source; needs the extra: pip install 'm3e-data[ray]'). Same output either way.")
+                   "task per source, and per byte range of a large JSON-lines file; needs the extra: pip "
+                   "install 'm3e-data[ray]'). Same output either way.")
 @click.option("--ray-address", default=None, metavar="ADDR",
               help="The Ray cluster for --executor ray ('auto', HOST:6379, ray://HOST:10001). Default: "
                    "RAY_ADDRESS, else a local Ray started for this command.")
+@click.option("--split-bytes", default=None, metavar="SIZE", callback=_byte_size,
+              help="With --executor ray: JSON-lines files larger than this are cut into line-aligned byte "
+                   "ranges of about this size, each its own Ray task (e.g. 64M, 1G). Default: 128M.")
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 even when a source lost >= 99% of its rows to one drop reason (or read none).")
 @hq_options
 def build_command(
     recipe_arg: str, out: Path, sources: str, splits: str | None, commercial_only: bool,
-    recipe_option: tuple[str, ...], no_hq: bool, executor: str, ray_address: str | None, allow_empty: bool,
-    config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int, verify: bool,
+    recipe_option: tuple[str, ...], no_hq: bool, executor: str, ray_address: str | None,
+    split_bytes: int | None, allow_empty: bool, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int, verify: bool,
 ) -> None:
     """Normalize sources into OUT/m3e/<source>/ in the unified schema, then run m3e-hq (quality filter,
     dedup, decontamination) into OUT/m3e-hq and OUT/rejects unless --no-hq."""
-    map_sources = _executor(executor, ray_address)
+    map_sources = _executor(executor, ray_address, split_bytes)
     chosen = _choose(recipe_arg, commercial_only)
     recipe_options = _parse_recipe_options(recipe_option, {s.name for s in chosen})
     if sources == "hub" and any(s.access.kind == "hub" and s.available for s in chosen):
