@@ -430,3 +430,27 @@ def test_split_bytes_on_the_command_line(cluster, range_corpus, tmp_path):
                                     "--split-bytes", f"{split_bytes // 1024}K"])
     assert run.exit_code == 0, run.output
     assert_same_output(out, local)
+
+
+def same_answer_corpus(root: Path, n: int = 16_500) -> list[str]:
+    """About 6.3n raw rows over five sources: the three JSON-lines sources of the range corpus (baike's
+    train file alone ~3n rows) and webtext2019zh (read by its recipe: never cut) and zhihu_kol (Parquet)
+    of the synthetic corpus; the names of the sources."""
+    write_range_corpus(root, n)
+    write_corpus(root / "more", n // 6)
+    for name in ("webtext2019zh", "zhihu_kol"):
+        (root / "more" / name).rename(root / name)
+    return [*RANGE_SOURCES, "webtext2019zh", "zhihu_kol"]
+
+
+def test_same_answer_for_a_100k_row_corpus(cluster, tmp_path):
+    """Issue 15's "same answer" at 100k raw rows: several batches per split, the biggest file in 6+ ranges."""
+    chosen = select_sources(",".join(same_answer_corpus(tmp_path / "src", 16_500)))
+    assert (tmp_path / "src/baike2018qa/baike2018qa/baike_qa_train.json").stat().st_size > 6 << 20
+    local = build(chosen, BuildOptions(out=tmp_path / "local", sources=str(tmp_path / "src")))
+    assert sum(r.counts.read for r in local) > 100_000
+    on_ray = build(chosen, BuildOptions(out=tmp_path / "ray", sources=str(tmp_path / "src")),
+                   map_sources=ray_executor(split_bytes=1 << 20))
+    assert [r.status for r in on_ray] == [r.status for r in local] == ["built"] * 5
+    assert_same_output(tmp_path / "ray", tmp_path / "local")
+    assert normalize_section(tmp_path / "ray") == normalize_section(tmp_path / "local")
