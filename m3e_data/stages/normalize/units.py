@@ -30,6 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from m3e_data.catalog import Source
+from m3e_data.recipe import Pair
 from m3e_data.schema import UNIFIED_SCHEMA, make_id
 from m3e_data.stages.normalize.normalize import Counts, normalize, to_batch
 from m3e_data.stages.normalize.readers import (
@@ -137,12 +139,13 @@ def run_unit(plan: Plan, i: int) -> Counts:
     return counts
 
 
-def _unit_batch(keyed: list, source, split: str) -> pa.RecordBatch:
-    unified = to_batch([(given or "", pair) for (given, _, _), pair in keyed], source, split)
+def _unit_batch(keyed: list[tuple[tuple[str | None, int, int], Pair]], source: Source, split: str) -> pa.RecordBatch:
+    """to_batch's batch with the ids of positional rows left null and each pair's (ROW, PAIR) kept."""
+    given = [key for (key, _, _), _ in keyed]
+    unified = to_batch([(key or "", pair) for key, (_, pair) in zip(given, keyed, strict=True)], source, split)
     ids = unified.column(0)
-    if any(given is None for (given, _, _), _ in keyed):
-        ids = pc.if_else(pa.array([given is not None for (given, _, _), _ in keyed]), ids, pa.nulls(len(keyed),
-                                                                                                      pa.string()))
+    if None in given:
+        ids = pc.if_else(pa.array([key is not None for key in given]), ids, pa.scalar(None, pa.string()))
     columns = [ids, *unified.columns[1:], pa.array([k[1] for k, _ in keyed], pa.int64()),
                pa.array([k[2] for k, _ in keyed], pa.int32())]
     return pa.RecordBatch.from_arrays(columns, schema=UNIT_SCHEMA)
@@ -150,12 +153,12 @@ def _unit_batch(keyed: list, source, split: str) -> pa.RecordBatch:
 
 def _final(rows: pa.Table, prefix: str) -> pa.RecordBatch:
     """Unit rows (their ROW already offset to split positions) as the local executor's batch."""
-    position = pc.cast(rows[ROW], pa.string())
-    pair = rows[PAIR]
-    positional = pc.binary_join_element_wise(prefix, position, "")
-    positional = pc.if_else(pc.greater_equal(pair, 0),
-                            pc.binary_join_element_wise(positional, pc.cast(pair, pa.string()), "-"), positional)
-    ids = pc.coalesce(rows["id"], positional)
+    ids = rows["id"]
+    if ids.null_count:  # the rows whose recipe gave no key
+        positional = pc.binary_join_element_wise(prefix, pc.cast(rows[ROW], pa.string()), "")
+        pair = rows[PAIR]
+        several = pc.binary_join_element_wise(positional, pc.cast(pair, pa.string()), "-")
+        ids = pc.coalesce(ids, pc.if_else(pc.greater_equal(pair, 0), several, positional))
     table = rows.drop_columns([ROW, PAIR]).set_column(0, UNIFIED_SCHEMA.field(0), ids)
     return table.cast(UNIFIED_SCHEMA).combine_chunks().to_batches()[0]
 
