@@ -206,6 +206,18 @@ def _write_timeline(path: Path, samples: list[tuple[float, int, int, float]], st
     print("peak sample:", json.dumps(peak, ensure_ascii=False), "phases:", json.dumps(phases), flush=True)
 
 
+def fit(figures: list[dict[str, float]], target: int = 22_000_000) -> list[str]:
+    """Least-squares lines through (pairs, peak PSS) and (pairs, CPU seconds, wall seconds), and their
+    values at `target` pairs."""
+    n = np.array([f["pairs"] for f in figures], dtype=float)
+    out = []
+    for key, unit in (("peak_tree_pss_mb", "MB"), ("cpu_seconds", "CPU-s"), ("seconds", "wall s")):
+        slope, intercept = np.polyfit(n, [f[key] for f in figures], 1)
+        out.append(f"{key}: {intercept:,.0f} + {slope * 1e6:,.1f} per million pairs -> {intercept + slope * target:,.0f}"
+                   f" {unit} at {target:,}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[250_000, 1_000_000])
@@ -215,9 +227,17 @@ def main() -> None:
     ap.add_argument("--timeline", type=Path, default=None,
                     help="write per-sample main/worker PSS and the stage's progress step to TIMELINE-<size>.json")
     ap.add_argument("--generate-only", action="store_true", help="write the corpora under --tmp, measure nothing")
+    ap.add_argument("--fit", type=Path, nargs="*", default=None,
+                    help="only fit: read the JSON result lines of earlier runs' logs and project to 22M pairs")
     args = ap.parse_args()
+    if args.fit is not None:
+        figures = [json.loads(line.split(" load average")[0]) for path in args.fit
+                   for line in path.read_text(encoding="utf-8").splitlines() if line.startswith('{"pairs"')]
+        print("\n".join(fit(sorted(figures, key=lambda f: f["pairs"]))))
+        return
     root = args.tmp or Path(tempfile.mkdtemp(prefix="hqmem-"))
     print(f"cpus {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
+    figures = []
     try:
         for n in args.sizes:
             out = root / f"n{n}"
@@ -230,6 +250,9 @@ def main() -> None:
             timeline = args.timeline.with_name(f"{args.timeline.stem}-{n}.json") if args.timeline else None
             fig = measure(out, args.workers, timeline)
             print(json.dumps({"pairs": n, **fig}), f"load average {os.getloadavg()}", flush=True)
+            figures.append({"pairs": n, **fig})
+        if len(figures) > 1:
+            print("\n".join(fit(figures)), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
