@@ -508,15 +508,32 @@ class SourceTexts:
         path = self.scratch / f"texts-{os.getpid()}.arrow"
         schema = pa.schema([("query", pa.string()), ("positive", pa.string())])
         try:
+            starts = [0]  # the file's first row of each record batch
             with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
                 for _, table in self._batches(gidx):  # gidx is sorted: the file's rows are gidx's order
-                    writer.write_table(table.cast(schema), max_chunksize=1 << 16)
+                    writer.write_batch(table.cast(schema).combine_chunks().to_batches()[0])
+                    starts.append(starts[-1] + table.num_rows)
+            bounds = np.array(starts, dtype=np.int64)
 
             def read(rows: np.ndarray) -> tuple[list[str], list[str]]:
                 at = np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))
+                if len(at) == 0:
+                    return [], []
+                order = np.argsort(at, kind="stable")
+                which = np.searchsorted(bounds, at[order], side="right") - 1
+                queries: list[str] = [""] * len(at)
+                positives: list[str] = [""] * len(at)
+                # Batch by batch: a take over the whole file would first concatenate it in memory.
                 with pa.memory_map(str(path)) as source:
-                    table = pa.ipc.open_file(source).read_all().take(pa.array(at))
-                    return table.column("query").to_pylist(), table.column("positive").to_pylist()
+                    reader = pa.ipc.open_file(source)
+                    cuts = np.r_[0, np.flatnonzero(np.diff(which)) + 1, len(which)]  # which is sorted
+                    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+                        b = int(which[lo])
+                        got = reader.get_batch(b).take(pa.array(at[order[lo:hi]] - bounds[b]))
+                        for k, q, p in zip(order[lo:hi].tolist(), got.column(0).to_pylist(), got.column(1).to_pylist(),
+                                           strict=True):
+                            queries[k], positives[k] = q, p
+                return queries, positives
 
             yield read
         finally:
