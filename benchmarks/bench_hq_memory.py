@@ -130,7 +130,11 @@ def _tree_memory(proc) -> tuple[int, int, float]:  # noqa: ANN001 (psutil.Proces
     """PSS (RSS where unreadable) of the process and of its descendants, in bytes, and the CPU seconds of
     the live tree (a worker that exited no longer counts here; the run's total comes from getrusage)."""
     totals, cpu = [0, 0], 0.0
-    for k, p in enumerate([proc, *proc.children(recursive=True)]):
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except Exception:  # noqa: BLE001 (the stage exited between two samples)
+        return 0, 0, 0.0
+    for k, p in enumerate(tree):
         try:
             info = p.memory_full_info()
             times = p.cpu_times()
