@@ -151,6 +151,9 @@ def _verified_kept(queries: list[str], positives: list[str], edges: set[tuple[in
     return _kept(len(queries), e[ok, 0], e[ok, 1])
 
 
+SET_BATCH = 20_000  # rows whose Python 3-gram sets a peer holds at once
+
+
 def _pair_sets(queries: list[str], positives: list[str]) -> list[set[str]]:
     """Each pair's 3-gram set (query's and positive's united), the sets the bands of every method hash."""
     return [set(shingles(q)) | set(shingles(p)) for q, p in zip(queries, positives, strict=True)]
@@ -185,10 +188,11 @@ def run_ours(queries: list[str], positives: list[str], _data: Path) -> np.ndarra
 def run_datasketch(queries: list[str], positives: list[str], _data: Path) -> np.ndarray:
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-    sets = [[g.encode("utf-8") for g in s] for s in _pair_sets(queries, positives)]
     lsh = MinHashLSH(num_perm=NUM_PERM, params=(BANDS, ROWS))
-    hashes = [LeanMinHash(m) for m in MinHash.bulk(sets, num_perm=NUM_PERM)]
-    del sets
+    hashes = []
+    for lo in range(0, len(queries), SET_BATCH):  # a batch of token sets at a time, as for rensa
+        sets = [[g.encode("utf-8") for g in s] for s in _pair_sets(queries[lo : lo + SET_BATCH], positives[lo : lo + SET_BATCH])]
+        hashes += [LeanMinHash(m) for m in MinHash.bulk(sets, num_perm=NUM_PERM)]
     with lsh.insertion_session() as session:
         for i, m in enumerate(hashes):
             session.insert(i, m, check_duplication=False)
@@ -199,7 +203,10 @@ def run_datasketch(queries: list[str], positives: list[str], _data: Path) -> np.
 def run_rensa(queries: list[str], positives: list[str], _data: Path) -> np.ndarray:
     from rensa import RMinHash, RMinHashLSH
 
-    hashes = RMinHash.from_token_sets(_pair_sets(queries, positives), NUM_PERM, 1)
+    # The token sets a batch at a time: a million rows' Python sets of 3-gram strings would need ~30 GB.
+    hashes = [h for lo in range(0, len(queries), SET_BATCH)
+              for h in RMinHash.from_token_sets(_pair_sets(queries[lo : lo + SET_BATCH], positives[lo : lo + SET_BATCH]),
+                                                NUM_PERM, 1)]
     lsh = RMinHashLSH(THRESHOLD, NUM_PERM, BANDS)
     lsh.insert_many(hashes)
     edges = {(min(i, j), max(i, j)) for i, found in enumerate(lsh.query_all(hashes)) for j in found if j != i}

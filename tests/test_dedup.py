@@ -458,3 +458,58 @@ def test_chunked_pooled_verification_equals_the_whole_at_once_path(monkeypatch):
     # Serially (no pool) too.
     keep, _ = near_duplicates(n, bands(), texts, rank, 0.8, s2s, 0.5)
     assert keep.tolist() == want_keep.tolist()
+
+
+def test_source_texts_spill_the_candidates_once_and_give_the_same_verdicts(tmp_path, monkeypatch):
+    """The stage's text source reads rows by global number from the sources' parquet (rows dropped before
+    dedup skipped); near dedup sets the candidates' texts aside in one pass over the files, reads every
+    chunk from there (the files are not read again), gives the in-memory path's verdicts, and leaves no
+    scratch file behind."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from m3e_data.stages.hq import dedup, stage
+
+    queries, positives, s2s = _planted_corpus(600, seed=4)
+    n = len(queries)
+    # Two sources; in each, every 7th row was dropped before dedup (not alive): gidx skips it.
+    split = n // 2
+    sources, local, offsets = [], [], [0]
+    for s, (lo, hi) in enumerate(((0, split), (split, n))):
+        folder = tmp_path / "m3e" / f"src{s}"
+        folder.mkdir(parents=True)
+        rows_q, rows_p, alive = [], [], []
+        for i in range(lo, hi):
+            if (i - lo) % 7 == 3:
+                rows_q.append("dropped row")
+                rows_p.append("dropped row")
+            alive.append(len(rows_q))
+            rows_q.append(queries[i])
+            rows_p.append(positives[i])
+        pq.write_table(pa.table({"query": rows_q, "positive": rows_p}), folder / "part-00000.parquet",
+                       row_group_size=97)
+        sources.append(stage.SourceInput(f"src{s}", folder, {}, "similarity", "good", {}))
+        local.append(np.array(alive, dtype=np.int64))
+        offsets.append(offsets[-1] + len(alive))
+    scratch = tmp_path / "scratch"
+    texts = stage.SourceTexts(sources, np.array(offsets), local, scratch)
+    some = np.random.default_rng(0).choice(n, 300, replace=False)
+    assert texts(some) == ([queries[i] for i in some], [positives[i] for i in some])
+
+    sig = np.minimum(signatures(queries), signatures(positives))
+    keys = band_keys(sig, 20, 6)
+    rank = np.random.default_rng(3).permutation(n)
+
+    def bands():
+        return ((np.arange(n), keys[:, i]) for i in range(20))
+
+    want_keep, want_edges = _old_path(queries, positives, bands(), rank, s2s)
+    reads = []
+    real_batches = stage._batches
+    monkeypatch.setattr(stage, "_batches", lambda folder, *a, **k: reads.append(folder.name) or real_batches(folder, *a, **k))
+    monkeypatch.setattr(dedup, "VERIFY_ROWS", 150)
+    keep, verified = near_duplicates(n, bands(), texts, rank, 0.8, s2s, 0.5)
+    assert keep.tolist() == want_keep.tolist()
+    assert verified.select("a", "b").rows() == want_edges.select("a", "b").sort("a", "b").rows()
+    assert sorted(reads) == ["src0", "src1"]  # each source read once, for many chunks
+    assert not scratch.exists()

@@ -25,6 +25,7 @@ a source and across sources alike.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -245,7 +246,7 @@ def question_rows(queries: Sequence[str], positives: Sequence[str], homogeneous:
     return question, np.array(q.to_pylist(), dtype=object)
 
 
-VERIFY_ROWS = 1 << 15  # rows whose texts and 3-gram sets one verification chunk holds (~60 MB at 300 chars)
+VERIFY_ROWS = 1 << 14  # rows whose texts and 3-gram sets one verification chunk holds (~30 MB at 300 chars)
 
 Verdicts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 MapChunks = Callable[[Callable[..., Verdicts], Iterator[tuple], tuple[float, float]], Iterator[Verdicts]]
@@ -299,16 +300,21 @@ def near_duplicates(
     ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
     s2s_all = np.asarray(homogeneous, dtype=bool) if homogeneous is not None else None
 
-    def chunks() -> Iterator[tuple]:
+    def chunks(read: Callable[[np.ndarray], tuple[Sequence[str], Sequence[str]]]) -> Iterator[tuple]:
         step = max(VERIFY_ROWS // 2, 1)  # an edge brings at most two new rows
         for lo in range(0, len(ga), step):
             ea, eb = ga[lo : lo + step], gb[lo : lo + step]
             rows = np.unique(np.concatenate([ea, eb]))
-            queries, positives = texts(rows)
+            queries, positives = read(rows)
             s2s = s2s_all[rows] if s2s_all is not None else np.zeros(len(rows), dtype=bool)
             yield list(queries), list(positives), np.searchsorted(rows, ea), np.searchsorted(rows, eb), s2s
 
-    parts = list((map_chunks or _serial)(verify_chunk, chunks(), (threshold, side_threshold)))
+    # A text source that can set the candidates' rows aside first (stage.SourceTexts.spilled) reads each
+    # chunk from there instead of from the start of its files.
+    spill = getattr(texts, "spilled", None)
+    needed = np.unique(np.concatenate([ga, gb])) if spill is not None else None
+    with spill(needed) if spill is not None else contextlib.nullcontext(texts) as read:
+        parts = list((map_chunks or _serial)(verify_chunk, chunks(read), (threshold, side_threshold)))
     pair, side, positive, strict, duplicate = (
         np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, dtype=t)
         for k, t in enumerate((np.float32, np.float32, np.float32, bool, bool))

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 import xxhash
 
 from m3e_data.catalog import load_task_hq
-from m3e_data.stages.hq import langid
+from m3e_data.stages.hq import langid, normkey
+from m3e_data.stages.hq import sketch as kernels
 from m3e_data.stages.hq.minhash import MinHashParams, band_keys, codepoints, hash_keys
 from m3e_data.stages.hq.sketch import sketch
 
@@ -85,8 +86,16 @@ def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.replace_substring_regex(out, _DROP_CHARS, "")
 
 
-def text_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Stable 64-bit keys of normalised texts (xxh3, so cached keys survive library upgrades)."""
+def text_keys(texts: pa.Array | pa.ChunkedArray, cp: np.ndarray | None = None, cp_starts: np.ndarray | None = None
+              ) -> np.ndarray:
+    """Stable 64-bit keys of normalised texts (xxh3, so cached keys survive library upgrades). `cp`,
+    `cp_starts`: the texts' code points where the caller has them (minhash.codepoints).
+
+    With the compiled kernels, per code point where that is the same (normkey); else normalize + hash."""
+    if kernels.USE_NUMBA:  # read at call time: a test turns the kernels off
+        if cp is None or cp_starts is None:
+            cp, cp_starts = codepoints(texts.to_pylist())
+        return normkey.keys_from_codepoints(texts, cp, cp_starts, _DROP_CHARS, normalize)
     return np.fromiter(
         (xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in normalize(texts).to_pylist()),
         dtype=np.uint64,
@@ -179,8 +188,8 @@ def compute_stats(table: pa.Table, params: StatsParams = StatsParams()) -> pa.Ta
     if params.text_bands:
         bands.update(q=band_keys(sig[:n], params.bands, params.rows), p=band_keys(sig[n:], params.bands, params.rows))
 
-    q_keys = text_keys(table.column("query"))
-    p_keys = text_keys(table.column("positive"))
+    q_keys = text_keys(table.column("query"), cp[: cp_starts[n]], cp_starts[: n + 1])
+    p_keys = text_keys(table.column("positive"), cp[cp_starts[n] :], cp_starts[n:] - cp_starts[n])
     homogeneous = table.column("homogeneous").to_numpy(zero_copy_only=False).astype(bool)
     negatives = table.column("negatives").combine_chunks()
     n_neg = pc.list_value_length(negatives).to_numpy(zero_copy_only=False).astype(np.int32)

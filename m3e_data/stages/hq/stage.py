@@ -50,7 +50,8 @@ from m3e_data.catalog import Source, load_catalog
 from m3e_data.commercial import row_problems
 from m3e_data.manifest import now, read_manifest, write_stage
 from m3e_data.schema import EVAL_SPLITS, UNIFIED_SCHEMA, conform
-from m3e_data.stages.hq import quality
+from m3e_data.stages.hq import normkey, quality
+from m3e_data.stages.hq import sketch as kernels
 from m3e_data.stages.hq.decontaminate import EvalIndex, contaminated
 from m3e_data.stages.hq.dedup import exact_duplicates, keep_order, near_duplicates
 from m3e_data.stages.hq.quality import StatsParams, band_columns
@@ -290,6 +291,24 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def release_memory() -> None:
+    """Hand the memory freed since the last call back to the system: Arrow's pool keeps freed blocks for
+    reuse, and glibc keeps freed heap under its top and, once a large array was freed, serves the next
+    large ones from the heap too; a worker then keeps the high-water mark of every task it ran."""
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)
+
+
+def _then_release(fn: Callable[..., Any], item: Any, params: Any) -> Any:
+    """fn(item, params) in a pool worker, then its temporaries returned to the system before the next task."""
+    try:
+        return fn(item, params)
+    finally:
+        release_memory()
+
+
 # The run's one process pool (worker_pool): every source's statistics and the dedup verification share it,
 # so worker start-up (imports, numba's cached kernels) is paid once per run, not once per source.
 _POOL: tuple[int, ProcessPoolExecutor] | None = None
@@ -302,6 +321,8 @@ def worker_pool(workers: int) -> Iterator[None]:
     if workers <= 1 or _POOL is not None:
         yield
         return
+    if kernels.USE_NUMBA:  # built once here, the forked workers share it instead of each building its own
+        normkey.code_point_classes(quality._DROP_CHARS)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),))
     _POOL = (workers, pool)
     try:
@@ -333,7 +354,7 @@ def _in_pool(pool: ProcessPoolExecutor, fn: Callable[..., Any], items: Iterator[
     pending: list[Future] = []
     try:
         for item in items:
-            pending.append(pool.submit(fn, item, params))
+            pending.append(pool.submit(_then_release, fn, item, params))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
         while pending:
@@ -373,6 +394,7 @@ class Executor:
         """write_source for each (source, decisions)."""
         for src, d in jobs:
             write_source(out, src, d, kept_ids, run_key)
+            release_memory()
             on_written(src)
 
 
@@ -411,6 +433,7 @@ def ensure_stats(out: Path, src: SourceInput, params: StatsParams, workers: int,
             if writer is not None:
                 writer.close()
         atomic_write_json(tmp / SUCCESS, {"key": key, "rows": rows, "finished": now()})
+    release_memory()
     return folder, False
 
 
@@ -433,37 +456,95 @@ class Decisions:
     duplicate_ids: int = 0  # rows repeating another row's id (rejects and kept_id name rows by id)
 
 
-def _texts_reader(sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray]) -> Callable[[np.ndarray], tuple[list[str], list[str]]]:
-    """texts(gidx) → (queries, positives): reads only the needed rows, batch by batch, from the sources."""
+class SourceTexts:
+    """texts(gidx) → (queries, positives) of rows by global number, read from the sources' parquet.
 
-    def texts(gidx: np.ndarray) -> tuple[list[str], list[str]]:
-        gidx = np.asarray(gidx, dtype=np.int64)
-        queries: list[str] = [""] * len(gidx)
-        positives: list[str] = [""] * len(gidx)
-        which = np.searchsorted(offsets, gidx, side="right") - 1
+    A call reads the sources up to the last row it needs, so near dedup, which asks for one chunk of rows
+    at a time, first `spilled` its candidate rows: one pass writes their texts, in row order, to an Arrow
+    file that each chunk's rows are then taken from, memory-mapped only while they are taken (the pages a
+    chunk touched leave the process with the mapping)."""
+
+    def __init__(self, sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray],
+                 scratch: Path | None = None) -> None:
+        self.sources, self.offsets, self.local, self.scratch = sources, offsets, local, scratch
+
+    def _batches(self, gidx: np.ndarray) -> Iterator[tuple[np.ndarray, pa.Table]]:
+        """(positions into gidx, the (query, positive) table of those rows), in source and row order."""
+        which = np.searchsorted(self.offsets, gidx, side="right") - 1
         for s in np.unique(which):
             sel = np.flatnonzero(which == s)
-            rows = local[s][gidx[sel] - offsets[s]]  # row numbers inside the source's parquet
-            order = np.argsort(rows)
+            rows = self.local[s][gidx[sel] - self.offsets[s]]  # row numbers inside the source's parquet
+            order = np.argsort(rows, kind="stable")
             rows_sorted, sel_sorted = rows[order], sel[order]
-            start = 0
-            pos = 0
-            for batch in _batches(sources[s].folder, ["query", "positive"], rows=20_000):
+            start = pos = 0
+            for batch in _batches(self.sources[s].folder, ["query", "positive"], rows=20_000):
                 end = start + batch.num_rows
                 hi = np.searchsorted(rows_sorted, end, side="left")
                 if hi > pos:
-                    take = pa.array(rows_sorted[pos:hi] - start)
-                    q = batch.column("query").take(take).to_pylist()
-                    p = batch.column("positive").take(take).to_pylist()
-                    for k, i in enumerate(sel_sorted[pos:hi]):
-                        queries[i], positives[i] = q[k], p[k]
+                    yield sel_sorted[pos:hi], batch.take(pa.array(rows_sorted[pos:hi] - start))
                     pos = hi
                 start = end
                 if pos >= len(rows_sorted):
                     break
+
+    def __call__(self, gidx: np.ndarray) -> tuple[list[str], list[str]]:
+        gidx = np.asarray(gidx, dtype=np.int64)
+        queries: list[str] = [""] * len(gidx)
+        positives: list[str] = [""] * len(gidx)
+        for where, table in self._batches(gidx):
+            for k, q, p in zip(where.tolist(), table.column("query").to_pylist(), table.column("positive").to_pylist(),
+                               strict=True):
+                queries[k], positives[k] = q, p
         return queries, positives
 
-    return texts
+    @contextlib.contextmanager
+    def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], tuple[list[str], list[str]]]]:
+        """A reader of the rows `gidx` (sorted, unique) from a scratch Arrow file, removed on exit."""
+        if self.scratch is None or len(gidx) == 0:
+            yield self
+            return
+        gidx = np.asarray(gidx, dtype=np.int64)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        path = self.scratch / f"texts-{os.getpid()}.arrow"
+        schema = pa.schema([("query", pa.string()), ("positive", pa.string())])
+        try:
+            starts = [0]  # the file's first row of each record batch
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                for _, table in self._batches(gidx):  # gidx is sorted: the file's rows are gidx's order
+                    writer.write_batch(table.cast(schema).combine_chunks().to_batches()[0])
+                    starts.append(starts[-1] + table.num_rows)
+            bounds = np.array(starts, dtype=np.int64)
+
+            def read(rows: np.ndarray) -> tuple[list[str], list[str]]:
+                at = np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))
+                if len(at) == 0:
+                    return [], []
+                order = np.argsort(at, kind="stable")
+                which = np.searchsorted(bounds, at[order], side="right") - 1
+                queries: list[str] = [""] * len(at)
+                positives: list[str] = [""] * len(at)
+                # Batch by batch: a take over the whole file would first concatenate it in memory.
+                with pa.memory_map(str(path)) as source:
+                    reader = pa.ipc.open_file(source)
+                    cuts = np.r_[0, np.flatnonzero(np.diff(which)) + 1, len(which)]  # which is sorted
+                    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+                        b = int(which[lo])
+                        got = reader.get_batch(b).take(pa.array(at[order[lo:hi]] - bounds[b]))
+                        for k, q, p in zip(order[lo:hi].tolist(), got.column(0).to_pylist(), got.column(1).to_pylist(),
+                                           strict=True):
+                            queries[k], positives[k] = q, p
+                return queries, positives
+
+            yield read
+        finally:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # another run's file may still be there
+                self.scratch.rmdir()
+
+
+def _texts_reader(sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray],
+                  scratch: Path | None = None) -> SourceTexts:
+    return SourceTexts(sources, offsets, local, scratch)
 
 
 def decide(
@@ -515,7 +596,7 @@ def decide(
     offsets = np.zeros(len(sources) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     local = [meta["local"].to_numpy()[offsets[s] : offsets[s + 1]] for s in range(len(sources))]
-    texts = _texts_reader(sources, offsets, local)
+    texts = _texts_reader(sources, offsets, local, out / ".cache" / "hq-verify")
     src_of = meta["s"].to_numpy()
     loc_of = meta["local"].to_numpy()
 
@@ -595,6 +676,7 @@ def decide(
         keep_g, _ = (executor or Executor()).near_duplicates(
             n_alive, bands(), texts, rank, config.jaccard, s2s, config.side_jaccard
         )
+        release_memory()
         mask = np.zeros(n_alive, dtype=bool)
         mask[live] = keep_g[live] != live
         mark(mask, "dedup", "near_duplicate", keep_g)
