@@ -410,6 +410,20 @@ def argv_for(stage: str, paths: dict[str, Path], executor: str, head: RayHead | 
             "--device", "cpu", "--max-length", "128", "--relative-margin", "0", "--no-cache", *ray]
 
 
+def code_version() -> str:
+    """The commit the case's subprocess ran (the package is installed editable: the worktree's code), and
+    whether the worktree had changes."""
+    where = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--", "m3e_data"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+changes" if dirty else "")
+
+
 def run_case(stage: str, executor: str, paths: dict[str, Path], log: Path) -> dict[str, Any]:
     """One case: a fresh Ray head for ray1/ray2, the command, the figures and what it wrote."""
     workers = {"local": 0, "ray1": 1, "ray2": 2}[executor]
@@ -419,7 +433,7 @@ def run_case(stage: str, executor: str, paths: dict[str, Path], log: Path) -> di
     out = paths["out"] / {"normalize": "m3e", "hq": "m3e-hq", "mine": "."}[stage]
     rows, checksum = answer(out)
     return {"stage": stage, "executor": executor, "ray_start_s": round(head.start_s, 1) if head else None,
-            **fig, "rows_out": rows, "id_checksum": checksum, "load_before": round(load, 2),
+            **fig, "rows_out": rows, "id_checksum": checksum, "code": code_version(), "load_before": round(load, 2),
             "load_after": round(os.getloadavg()[0], 2)}
 
 
