@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scale.py --tmp /tmp/scale --keep --json scale.json      # 1M and 4M (an hour+)
     python benchmarks/bench_scale.py --sizes 100000 --cases normalize:local,normalize:ray2 --tmp /tmp/s --keep
-    python benchmarks/bench_scale.py --table scale.json      # the Markdown table of a finished (or partial) run
+    python benchmarks/bench_scale.py --table scale.json [mine.json]   # the Markdown table of saved runs
 
 Input: four raw sources in the layouts their recipes read (news2016zh and webtext2019zh JSON lines,
 zhihu_kol and cmrc2018 Parquet shards), about a quarter of the rows each, whose texts are benchmarks/
@@ -548,10 +548,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tmp", type=Path, default=None, help="where inputs are written (reused with --keep)")
     ap.add_argument("--keep", action="store_true", help="keep --tmp's inputs for the next run")
     ap.add_argument("--json", type=Path, default=None, help="write every case's figures here")
-    ap.add_argument("--table", type=Path, default=None, metavar="JSON", help="print the table of a --json file")
+    ap.add_argument("--table", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="print the table of --json files (runs of some sizes or cases each)")
     args = ap.parse_args(argv)
     if args.table:
-        print(table(with_overhead(json.loads(args.table.read_text())["results"])))
+        print(table(with_overhead([r for path in args.table for r in json.loads(path.read_text())["results"]])))
         return
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     for c in cases:
