@@ -440,8 +440,10 @@ def run_case(stage: str, executor: str, paths: dict[str, Path], log: Path) -> di
 # --- the whole benchmark
 
 
-def run_size(n: int, root: Path, cases: list[str], say: Any = print) -> list[dict[str, Any]]:
-    """Every normalize and hq case at n rows (in that order: hq reads a normalized OUT)."""
+def run_size(n: int, root: Path, cases: list[str], say: Any = print,
+             on_case: Any = None) -> list[dict[str, Any]]:
+    """The normalize and hq cases at n rows, in the order given (an hq case without a normalize case before it
+    builds its input locally, untimed). `on_case(figures)` is called as each case ends."""
     size_dir = root / f"n{n}"
     t0 = time.perf_counter()
     counts = make_sources(size_dir / "src", n)
@@ -470,10 +472,13 @@ def run_size(n: int, root: Path, cases: list[str], say: Any = print) -> list[dic
         r["rows_in"] = n
         results.append(r)
         say(json.dumps(r))
+        if on_case:
+            on_case(r)
     return results
 
 
-def run_mine(root: Path, cases: list[str], pairs: int = MINE_PAIRS, say: Any = print) -> list[dict[str, Any]]:
+def run_mine(root: Path, cases: list[str], pairs: int = MINE_PAIRS, say: Any = print,
+             on_case: Any = None) -> list[dict[str, Any]]:
     folder = root / f"mine{pairs}"
     hq, model, texts = make_mine_input(folder, pairs)
     results = []
@@ -487,6 +492,8 @@ def run_mine(root: Path, cases: list[str], pairs: int = MINE_PAIRS, say: Any = p
         r.update(rows_in=pairs, texts=texts, texts_per_s=round(texts / r["wall_s"]))
         results.append(r)
         say(json.dumps(r))
+        if on_case:
+            on_case(r)
         shutil.rmtree(out, ignore_errors=True)
     return results
 
@@ -571,17 +578,18 @@ def main(argv: list[str] | None = None) -> None:
             tmp.write_text(json.dumps({"results": with_overhead(results), "cpus": os.cpu_count()}, indent=1))
             tmp.replace(args.json)
 
+    def on_case(figures: dict[str, Any]) -> None:  # saved as each case ends: a run cut short keeps them
+        results.append(figures)
+        save()
+
     def say(line: str) -> None:
         print(line, flush=True)
-        save()
 
     try:
         for n in (int(s) for s in args.sizes.split(",") if s):
-            results += run_size(n, root, cases, say=say)
-            save()
+            run_size(n, root, cases, say=say, on_case=on_case)
         if any(c.startswith("mine:") for c in cases):
-            results += run_mine(root, cases, args.mine_pairs, say=print)
-            save()
+            run_mine(root, cases, args.mine_pairs, say=say, on_case=on_case)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
