@@ -525,8 +525,8 @@ def with_overhead(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(results: list[dict[str, Any]]) -> str:
     """A Markdown table of the figures."""
     head = ("| stage | rows | executor | wall s | Ray start s | overhead (with start) | CPU s (vs local) | peak PSS MB "
-            "| per-worker peak PSS MB | rows out | same answer | load |")
-    lines = [head, "|" + "|".join(["---"] * 12) + "|"]
+            "| per-worker peak PSS MB | rows out | same answer | load | code |")
+    lines = [head, "|" + "|".join(["---"] * 13) + "|"]
     bad = set(same_answer(results))
     names = {"local": "local", "ray1": "Ray, 1 worker", "ray2": "Ray, 2 workers"}
     for r in results:
@@ -535,14 +535,15 @@ def table(results: list[dict[str, Any]]) -> str:
             executor = "local (pool of 2 processes)"
         over = (f"{r['overhead_pct']:+.0f}% ({r['overhead_with_start_pct']:+.0f}%)" if "overhead_pct" in r else "")
         cpu = f" ({r['cpu_overhead_pct']:+.0f}%)" if "cpu_overhead_pct" in r else ""
+        worker = f"{r['worker_peak_pss_mb']:,}" if r["worker_peak_pss_mb"] is not None else ""
         same = "no" if f"{r['stage']}:{r['executor']}@{r['rows_in']}" in bad else "yes"
         rows = f"{r['rows_in']:,}" + (f" pairs, {r['texts_per_s']:,} texts/s" if r["stage"] == "mine" else "")
         lines.append(
             f"| {r['stage']} | {rows} | {executor} | {r['wall_s']:.1f} | "
             f"{r['ray_start_s'] if r['ray_start_s'] is not None else ''} | {over} | {r['cpu_s']:.1f}{cpu} | "
-            f"{r['peak_pss_mb']:,} | {r['worker_peak_pss_mb'] if r['worker_peak_pss_mb'] is not None else ''} | "
+            f"{r['peak_pss_mb']:,} | {worker} | "
             f"{r['rows_out']:,} | {same} | "
-            f"{r['load_before']:.1f} |")
+            f"{r['load_before']:.1f} | {r.get('code', '')} |")
     return "\n".join(lines)
 
 
