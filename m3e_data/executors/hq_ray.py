@@ -1,8 +1,9 @@
 """The m3e-hq stage's heavy steps on Ray: the same pure functions as the local executor, so the same rows.
 
-- statistics and MinHash band keys: one Ray task per part file of a source runs stage._stats_task over its
-  batches; the driver streams the results, in file order, into the same cached stats file the local path
-  writes, so a thresholds-only rerun reads the cache and takes seconds whichever executor made it.
+- statistics and MinHash band keys: one Ray task per STATS_TASK_ROWS rows of a source's part files runs
+  stage._stats_task over their batches (a task per whole file left a source of one part file on one CPU:
+  benchmarks/bench_scale.py); the driver streams the results, in row order, into the same cached stats
+  file the local path writes, so a thresholds-only rerun reads the cache and takes seconds whichever executor made it.
 - candidate edges: a hash shuffle in Ray tasks. A map task per band splits the live rows' (band, key, gidx)
   by hash(band, key) into PARTITIONS pieces; a reduce task per partition holds whole buckets and turns them
   into edges with dedup.band_candidates, split again by hash(edge).
@@ -31,14 +32,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from m3e_data.executors.ray_session import require_ray
 from m3e_data.schema import UNIFIED_SCHEMA
 from m3e_data.stages.hq.dedup import band_candidates, components, near_duplicates, survivors
 from m3e_data.stages.hq.quality import StatsParams
 from m3e_data.stages.hq.stage import STATS_BATCH, Decisions, Executor, SourceInput, _stats_task, write_source
-from m3e_data.storage.store import iter_batches, parquet_files
+from m3e_data.storage.store import parquet_files
 
+STATS_TASK_ROWS = 100_000  # rows per statistics task: the part writer's row group, so no group is read twice
 PARTITIONS = 8  # shuffle partitions for buckets and edges: enough to spread a small cluster's CPUs
 # Components run on the driver over the verified edges. Peak memory per edge: a and b (16 bytes), the
 # verified frame's three float32 Jaccards and flag (13), and components' labels[a], labels[b] and their
@@ -87,10 +90,28 @@ def _split(table: pa.Table, part: np.ndarray, parts: int) -> list[pa.Table]:
     return [table.take(pa.array(order[bounds[i]: bounds[i + 1]])) for i in range(parts)]
 
 
-def _file_stats(path: str, params: StatsParams, fault: tuple[str, str] | None) -> pa.Table:
-    """The statistics of one part file, in row order (compute_stats is per row: batch bounds do not matter)."""
+def _row_range(path: Path, start: int, stop: int) -> Iterator[pa.RecordBatch]:
+    """Rows [start, stop) of a Parquet file in batches of at most STATS_BATCH, reading only their row groups."""
+    pf = pq.ParquetFile(path, pre_buffer=False)
+    try:
+        first = 0
+        for i in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(i).num_rows
+            lo, hi = max(start, first), min(stop, first + n)
+            if lo < hi:
+                yield from pf.read_row_group(i).slice(lo - first, hi - lo).to_batches(max_chunksize=STATS_BATCH)
+            first += n
+            if first >= stop:
+                break
+    finally:
+        pf.close()
+
+
+def _file_stats(path: str, params: StatsParams, fault: tuple[str, str] | None, start: int, stop: int) -> pa.Table:
+    """The statistics of rows [start, stop) of one part file, in row order (compute_stats is per row: batch
+    bounds do not matter)."""
     _maybe_fail(fault, "stats")
-    tables = [_stats_task(pa.Table.from_batches([b]), params) for b in iter_batches(Path(path), STATS_BATCH)]
+    tables = [_stats_task(pa.Table.from_batches([b]), params) for b in _row_range(Path(path), start, stop)]
     return pa.concat_tables(tables) if tables else _stats_task(UNIFIED_SCHEMA.empty_table(), params)
 
 
@@ -149,22 +170,25 @@ class RayExecutor(Executor):
     """
 
     def __init__(self, partitions: int = PARTITIONS, max_edges: int = MAX_EDGES,
-                 fault: tuple[str, str] | None = None) -> None:
+                 fault: tuple[str, str] | None = None, stats_rows: int = STATS_TASK_ROWS) -> None:
         super().__init__(1)
         self.ray = require_ray()
         self.partitions = partitions
+        self.stats_rows = stats_rows
         self.max_edges = max_edges
         self.fault = fault
 
     def stats(self, folder: Path, params: StatsParams) -> Iterator[pa.Table]:
-        """One Ray task per part file, at most 2 x CPUs in flight; results in file order."""
+        """One Ray task per `stats_rows` rows of each part file, at most 2 x CPUs in flight; results in row order."""
         task = self.ray.remote(max_retries=3)(_file_stats)
         in_flight = max(2, 2 * int(self.ray.cluster_resources().get("CPU", 1)))
         pending: list[Any] = []
         for path in parquet_files(folder):
-            pending.append(task.remote(str(path), params, self.fault))
-            if len(pending) >= in_flight:
-                yield from self._rows(pending.pop(0))
+            rows = pq.read_metadata(path).num_rows
+            for start in range(0, max(rows, 1), self.stats_rows):  # an empty file: one task, an empty answer
+                pending.append(task.remote(str(path), params, self.fault, start, min(start + self.stats_rows, rows)))
+                if len(pending) >= in_flight:
+                    yield from self._rows(pending.pop(0))
         for ref in pending:
             yield from self._rows(ref)
 

@@ -2,17 +2,21 @@
 
 Encoding: the texts a source needs, less the embedding cache's hits, are sorted longest first and cut into
 the very batches the local Encoder would form (batch_size at a time within each CACHE_FLUSH_TEXTS flush), so
-padding, hence every vector, is the same. Each batch is one row of a Ray Dataset mapped by a pool of
-EncoderActor (one GPU each where the cluster has GPUs, else one CPU); the driver writes what comes back into
-the same embedding cache in OUT as the local executor, so either executor reuses the other's work.
+padding, hence every vector, is the same. The batches go to a pool of EncoderActor (one GPU each where the
+cluster has GPUs, else one CPU each), at most IN_FLIGHT queued per actor; the driver writes what comes back
+into the same embedding cache in OUT as the local executor, so either executor reuses the other's work. On
+CPUs the pool lives as long as the encoder (the whole run) and answers the search too: an actor's start
+(torch imported, the model loaded) costs seconds of CPU, which per source was most of a small source's time
+when each source had a Ray Data pipeline of its own (benchmarks/bench_scale.py). On GPUs the pool is
+released after each encoding: the search actors need the GPUs.
 
 Search: the corpus embeddings go to the object store; actors holding them take query chunks (the local
 search's chunks) and call the local search_topk. A corpus larger than `max_corpus_bytes` is cut into
 shards searched one after the other; each shard's top-k lists are merged into the corpus-wide top-k, which
 is the unsharded answer. Negative selection, the filters and the writing stay in the local code on the driver.
 
-Faults: Ray restarts a killed actor and retries its batch or chunk (Ray Data's actor pools and the search
-actors retry without limit); nothing is written before a source's answer is complete, so a retried source
+Faults: Ray restarts a killed actor and retries its batch or chunk (the encoder and search actors restart
+and retry without limit); nothing is written before a source's answer is complete, so a retried source
 writes the same rows.
 """
 
@@ -27,14 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from m3e_data.executors.ray_session import ray_session
 from m3e_data.stages.mine.mining import chunk_rows
 from m3e_data.stages.mine.stage import LazyEncoder, MineOptions, ModelLoadError
 
-# Texts per encoder batch row of the Ray Dataset: a batch is one row, so Ray never re-cuts it.
-ROWS_PER_CALL = 1
+IN_FLIGHT = 2  # encoder batches queued per actor: the next one is there when a batch finishes
 # Test-only fault hook: when this path is set, the first EncoderActor call creates the file and kills its own
 # process (SIGKILL, as an OOM killer or a lost node would); later calls see the file and run normally.
 KILL_ONCE_MARKER: Path | None = None
@@ -60,16 +62,17 @@ class EncoderActor:
                                max_length=max_length, cache_dir=None)
         self.kill_once = kill_once
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def encode(self, batch: int, texts: list[str]) -> tuple[int, np.ndarray]:
+        """One of the local Encoder's batches, encoded as given (not re-cut: the same padding)."""
         if self.kill_once and not os.path.exists(self.kill_once):
             Path(self.kill_once).touch()
             os.kill(os.getpid(), signal.SIGKILL)
-        ids, blobs = [], []
-        for row, texts in zip(batch.column("batch").to_pylist(), batch.column("texts").to_pylist(), strict=True):
-            vectors = self.encoder.encode_batches(texts)
-            ids.append(row)
-            blobs.append(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
-        return pa.table({"batch": pa.array(ids, pa.int64()), "vectors": pa.array(blobs, pa.binary())})
+        return batch, np.ascontiguousarray(self.encoder.encode_batches(texts), dtype=np.float32)
+
+    def search(self, shard: np.ndarray, offset: int, queries: np.ndarray,
+               ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A CPU pool's search: the shard is read in place from the object store, as by _search_task."""
+        return _search_task(shard, offset, queries, ks)
 
 
 class SearchActor:
@@ -115,6 +118,7 @@ class RayEncoder(LazyEncoder):
         self._ray: Any = None
         self._facts: dict[str, Any] | None = None
         self._cache: Any = None
+        self._pool: list[Any] = []  # EncoderActor handles while a pool is up
         # What the cluster did: texts sent to encoder actors, search shards and chunks (tests and the record).
         self.stats = {"texts": 0, "cache_hits": 0, "encoded": 0, "batches": 0, "shards": 0, "chunks": 0}
 
@@ -130,11 +134,11 @@ class RayEncoder(LazyEncoder):
         return int(self.ray().cluster_resources().get("GPU", 0))
 
     def workers(self) -> int:
-        """Actors per pool: one per GPU, else one per CPU but one (left for Ray Data's own tasks)."""
+        """Actors per pool: one per GPU, else one per CPU."""
         if self.actors:
             return self.actors
         gpus = self.gpus()
-        return gpus if gpus else max(1, int(self.ray().cluster_resources().get("CPU", 1)) - 1)
+        return gpus if gpus else max(1, int(self.ray().cluster_resources().get("CPU", 1)))
 
     def _model_facts(self) -> dict[str, Any]:
         """Cache namespace and dimension from the model's config: the driver never loads the weights."""
@@ -217,30 +221,51 @@ class RayEncoder(LazyEncoder):
         position = {t: i for i, t in enumerate(unique)}
         return vectors if len(unique) == len(texts) else vectors[[position[t] for t in texts]]
 
+    def _encoders(self) -> list[Any]:
+        """The pool of EncoderActor, started on first use."""
+        if not self._pool:
+            ray, o = self.ray(), self.options
+            gpus = self.gpus()
+            actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=-1,
+                               max_task_retries=-1)(EncoderActor)
+            self._pool = [actor.remote(o.model, o.revision, None if gpus else (o.device or "cpu"), o.batch_size,
+                                       o.max_length, str(KILL_ONCE_MARKER) if KILL_ONCE_MARKER else None)
+                          for _ in range(self.workers())]
+        return self._pool
+
+    def _release_pool(self) -> None:
+        for actor in self._pool:
+            self.ray().kill(actor)
+        self._pool = []
+
     def _encode_on_cluster(self, batches: list[list[str]], dim: int) -> Iterator[tuple[int, np.ndarray]]:
         """(batch index, float32 vectors) of each batch, in the order the actors finish them."""
         if not batches:
             return
         ray = self.ray()
-        o = self.options
-        gpus = self.gpus()
-        dataset = ray.data.from_items([{"batch": b, "texts": texts} for b, texts in enumerate(batches)])
-        mapped = dataset.map_batches(
-            EncoderActor, batch_size=ROWS_PER_CALL, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=max(1, min(self.workers(), len(batches)))),
-            num_gpus=1 if gpus else 0,
-            fn_constructor_kwargs={"model": o.model, "revision": o.revision,
-                                   "device": None if gpus else (o.device or "cpu"),
-                                   "batch_size": o.batch_size, "max_length": o.max_length,
-                                   "kill_once": str(KILL_ONCE_MARKER) if KILL_ONCE_MARKER else None},
-        )
+        pool = self._encoders()
+        todo = iter(enumerate(batches))
+        running: dict[Any, Any] = {}  # ObjectRef -> the actor computing it
+
+        def submit(actor: Any) -> None:
+            item = next(todo, None)
+            if item is not None:
+                running[actor.encode.remote(*item)] = actor
+
         try:
-            for table in mapped.iter_batches(batch_format="pyarrow", batch_size=None):
-                for b, blob in zip(table.column("batch").to_pylist(), table.column("vectors").to_pylist(),
-                                   strict=True):
-                    yield b, np.frombuffer(blob, dtype=np.float32).reshape(-1, dim)
+            for actor in pool * IN_FLIGHT:
+                submit(actor)
+            while running:
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                submit(running.pop(ref))
+                b, vectors = ray.get(ref)
+                yield b, vectors.reshape(-1, dim)
         except ray.exceptions.RayError as exc:  # an actor that cannot start fails every source alike
+            self._release_pool()
             raise ModelLoadError(f"encoding on Ray failed: {exc}") from exc
+        finally:
+            if self._pool and self.gpus():  # the search actors need the GPUs
+                self._release_pool()
 
     def search(self, queries: np.ndarray, corpus: np.ndarray, ks: np.ndarray, *, chunk_size: int | None = None,
                device: str = "cpu") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -285,6 +310,9 @@ class RayEncoder(LazyEncoder):
         ray = self.ray()
         n = max(1, min(self.workers(), chunks))
         if not self.gpus():
+            if self._pool:  # the encoder actors hold the CPUs: they search too, torch already imported
+                yield [lambda q, k, a=a: a.search.remote(shard, offset, q, k) for a in self._pool]
+                return
             task = ray.remote(num_cpus=1, max_retries=-1)(_search_task)
             yield [lambda q, k: task.remote(shard, offset, q, k)] * n
             return
@@ -311,6 +339,8 @@ class RayEncoder(LazyEncoder):
         return int(min(memories)) // 4 if memories and min(memories) > 0 else 2**31
 
     def close(self) -> None:
+        if self._pool:  # a session that outlives this encoder (a test's, a notebook's) gets its CPUs back
+            self._release_pool()
         if self._cache is not None:
             self._cache.close()
             self._cache = None
