@@ -33,6 +33,7 @@ from m3e_data.stages.normalize.stage import (
     build_unit,
 )
 from m3e_data.storage.fingerprint import HashCache
+from m3e_data.storage.remote import is_url
 from m3e_data.storage.store import clean_stale
 
 MAX_RETRIES = 3  # attempts after a worker's death; an exception raised by the code is never retried
@@ -53,7 +54,8 @@ def run_source(unit: Any, source: Source, options: BuildOptions) -> tuple[Source
 
 def for_workers(options: BuildOptions) -> BuildOptions:
     """`options` with OUT and a --sources folder absolute: a worker resolves paths from its own cwd."""
-    sources = options.sources if options.sources in (DEMO, HUB) else str(Path(options.sources).resolve())
+    keep = options.sources in (DEMO, HUB) or is_url(options.sources)  # an object store URL is the same anywhere
+    sources = options.sources if keep else str(Path(options.sources).resolve())
     return dataclasses.replace(options, out=options.out.resolve(), sources=sources)
 
 
