@@ -187,15 +187,13 @@ def test_ray_executor_with_the_output_on_the_store(bucket, tmp_path):
     # After the env is set: the workers inherit it (and write the mirror; the driver pushes).
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        code, output = run("build", "--recipe", "bq,webqa", "--sources", "demo", "--out", f"s3://{name}/out",
+        code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", f"s3://{name}/out",
                            "--work-dir", str(tmp_path / "w"), "--executor", "ray", "--no-hq", "--allow-empty")
     finally:
         ray.shutdown()
     assert code == 0, output
-    for source in ("bq", "webqa"):
-        assert fs.exists(f"{name}/out/m3e/{source}/_SUCCESS.json")
-        assert remote_rows(fs, f"{name}/out/m3e/{source}") == local_rows(
-            _local_build(tmp_path, source) / "m3e" / source)
+    assert fs.exists(f"{name}/out/m3e/webqa/_SUCCESS.json")
+    assert remote_rows(fs, f"{name}/out/m3e/webqa") == local_rows(_local_build(tmp_path, "webqa") / "m3e" / "webqa")
 
 
 def test_a_missing_bucket_is_one_line(bucket, tmp_path):
@@ -225,3 +223,57 @@ def test_commands_that_write_local_folders_refuse_a_url(tmp_path):
     code, output = run("export", "s3://b/out/m3e-hq", "--format", "sentence-transformers", "--out",
                        str(tmp_path / "st"))
     assert code == 2 and "object store URLs are taken by build, hq, report and mine only" in output
+
+
+def test_each_committed_folder_is_pushed_as_it_commits(bucket, tmp_path):
+    """A command killed after a source committed keeps that source on the store: staged_folder's hook pushes
+    it before the next one starts (the end-of-command push is not needed for it)."""
+    from m3e_data.storage.remote import RemoteOut
+    from m3e_data.storage.store import SUCCESS, atomic_write_json, staged_folder
+
+    fs, name = bucket
+    session = RemoteOut(f"s3://{name}/out", tmp_path / "w")
+    session.open()
+    with session:
+        with staged_folder(session.mirror / "m3e" / "one") as tmp:
+            (tmp / "part-00000.parquet").write_bytes(b"rows")
+            atomic_write_json(tmp / SUCCESS, {"key": 1, "parts": ["part-00000.parquet"]})
+            assert not fs.exists(f"{name}/out/m3e/one")  # nothing goes up before the commit
+        assert fs.cat_file(f"{name}/out/m3e/one/part-00000.parquet") == b"rows"
+        record = json.loads(fs.cat_file(f"{name}/out/m3e/one/{SUCCESS}"))
+        assert record["files"]["part-00000.parquet"]["bytes"] == 4
+    # Outside the session nothing is pushed.
+    with staged_folder(session.mirror / "m3e" / "two") as tmp:
+        atomic_write_json(tmp / SUCCESS, {"key": 2, "parts": []})
+    assert not fs.exists(f"{name}/out/m3e/two")
+
+
+@pytest.mark.slow
+def test_mine_reads_and_writes_the_store(bucket, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.test_encoder import make_tiny_bert
+
+    fs, name = bucket
+    local = tmp_path / "local"
+    for out in (f"s3://{name}/out", str(local)):
+        code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", out, "--allow-empty",
+                           "--work-dir", str(tmp_path / "w1")) if out.startswith("s3") else run(
+            "build", "--recipe", "webqa", "--sources", "demo", "--out", out, "--allow-empty")
+        assert code == 0, output
+    rows = local_rows(local / "m3e-hq" / "webqa")
+    model = make_tiny_bert(tmp_path / "tiny", [t for r in rows for t in (r["query"], r["positive"])])
+    common = ["--model", str(model), "--device", "cpu", "--num-negatives", "2", "--range", "0:5"]
+    code, output = run("mine", "--in", f"s3://{name}/out/m3e-hq", "--out", f"s3://{name}/out/m3e-hq-with-score",
+                       "--work-dir", str(tmp_path / "w2"), *common)
+    assert code == 0, output
+    code, output = run("mine", "--in", str(local / "m3e-hq"), "--out", str(local / "m3e-hq-with-score"), *common)
+    assert code == 0, output
+    got = remote_rows(fs, f"{name}/out/m3e-hq-with-score/webqa")
+    want = local_rows(local / "m3e-hq-with-score" / "webqa")
+    assert got == want and got and all(r["positive_score"] is not None for r in got)  # scored
+    assert fs.exists(f"{name}/out/m3e-hq-with-score/webqa/_SUCCESS.json")
+    assert fs.glob(f"{name}/out/cache/embeddings/*")  # the embedding cache went up beside it
+    # --in and --out must be side by side in one OUT on the store.
+    code, output = run("mine", "--in", f"s3://{name}/out/m3e-hq", "--out", str(tmp_path / "scored"), *common)
+    assert code == 2 and "in one build folder" in output
