@@ -86,11 +86,13 @@ def check_bucket(fs: Any, path: str, url: str) -> None:
     """RemoteError unless the bucket (the first part of `path`) exists and answers."""
     bucket = path.split("/", 1)[0]
     try:
-        found = fs.exists(bucket)
-    except Exception as exc:  # noqa: BLE001 - any transport error becomes one line, naming the URL only
+        fs.info(bucket)
+    except FileNotFoundError:
+        raise RemoteError(f"{url}: no bucket {bucket!r} (create it first, or check the endpoint)") from None
+    except PermissionError as exc:
+        raise RemoteError(f"{url}: access to bucket {bucket!r} denied ({exc}); check the credentials") from None
+    except Exception as exc:  # noqa: BLE001 - a transport error becomes one line, naming the URL only
         raise RemoteError(f"{url}: the object store did not answer ({type(exc).__name__}: {exc})") from None
-    if not found:
-        raise RemoteError(f"{url}: no bucket {bucket!r} (create it first, or check the endpoint and credentials)")
 
 
 def default_work_dir(url: str) -> Path:
