@@ -158,6 +158,15 @@ def test_a_crashed_push_is_rebuilt_and_a_users_files_survive(bucket, tmp_path):
     # The rebuilt bq reads as the local build does.
     assert remote_rows(fs, f"{out}/m3e/bq") == local_rows(_local_build(tmp_path, "bq") / "m3e" / "bq")
 
+    # The same crash seen from the machine that ran it: its mirror still holds webqa committed, so nothing is
+    # rebuilt, and the push commits the folder on the store again.
+    parts = sorted(fs.glob(f"{out}/m3e/webqa/part-*.parquet"))
+    fs.rm_file(f"{out}/m3e/webqa/_SUCCESS.json")
+    code, output = remote_build(name, raw, tmp_path / "work2", "--no-hq")
+    assert code == 0, output
+    assert statuses(fs, name)["webqa"] == "unchanged"
+    assert fs.exists(f"{out}/m3e/webqa/_SUCCESS.json") and sorted(fs.glob(f"{out}/m3e/webqa/part-*.parquet")) == parts
+
 
 def _local_build(tmp_path: Path, source: str) -> Path:
     out = tmp_path / f"local-{source}"

@@ -70,6 +70,8 @@ def _folders(input_dir: str, out: str, work_dir: Path | None) -> tuple[Path, Pat
     (OUT's manifest and embedding cache with them); local folders as given."""
     if not (is_url(input_dir) or is_url(out)):
         open_out(out, work_dir, "--out")  # refuses a --work-dir without a URL
+        if Path(out).is_file():
+            raise click.BadParameter(f"{out}: a file, not a folder", param_hint="--out")
         return local_folder(input_dir, "--in"), Path(out)
     parent_in, _, name_in = input_dir.rstrip("/").rpartition("/")
     parent_out, _, name_out = out.rstrip("/").rpartition("/")
