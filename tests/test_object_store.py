@@ -7,6 +7,7 @@ s3://BUCKET/out: the rows must be those of a local build, the store must hold co
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import secrets
 import sys
@@ -185,9 +186,13 @@ def test_hq_and_report_take_the_store_url(bucket, tmp_path):
     assert code == 0, output
     assert fs.exists(f"{name}/out/m3e-hq/webqa/_SUCCESS.json")
     assert remote_rows(fs, f"{name}/out/m3e-hq/webqa")
-    code, output = run("report", f"s3://{name}/out", "--work-dir", str(tmp_path / "w3"))
+    code, output = run("report", f"s3://{name}/out")  # the default work dir: under XDG_CACHE_HOME
     assert code == 0, output
     assert b"<html" in fs.cat_file(f"{name}/out/report.html").lower()
+    mirrors = list((tmp_path / "xdg" / "m3e-data" / "out").iterdir())
+    assert len(mirrors) == 1 and (mirrors[0] / "report.html").is_file() and (mirrors[0] / "m3e-hq" / "webqa").is_dir()
+    code, output = run("report", str(tmp_path / "w2"), "--work-dir", str(tmp_path / "w4"))
+    assert code == 2 and "--work-dir is for an object store URL" in output
 
 
 def test_ray_executor_with_the_output_on_the_store(bucket, tmp_path):
@@ -224,6 +229,16 @@ def test_a_missing_protocol_package_names_the_extra(bucket, monkeypatch, tmp_pat
                        "--work-dir", str(tmp_path / "w"))
     assert code == 2
     assert "pip install 'm3e-data[s3]'" in output and "Traceback" not in output
+    if importlib.util.find_spec("gcsfs") is None:
+        code, output = run("hq", "gs://b/out")
+        assert code == 2 and "gs:// URLs need gcsfs" in output and "pip install 'm3e-data[gcs]'" in output
+
+
+def test_what_is_a_url():
+    from m3e_data.storage.remote import is_url
+
+    assert is_url("s3://b/p") and is_url("gs://b") and is_url("abfs://c/p") and is_url("S3://B")
+    assert not is_url("file:///tmp/x") and not is_url("/tmp/s3://x") and not is_url("out") and not is_url("C:\\x")
 
 
 def test_commands_that_write_local_folders_refuse_a_url(tmp_path):
