@@ -147,6 +147,8 @@ def test_a_crashed_push_is_rebuilt_and_a_users_files_survive(bucket, tmp_path):
 
     code, output = remote_build(name, raw, tmp_path / "work2", "--no-hq")
     assert code == 0, output
+    # bq: its part, the stray part and its marker; gone: three; webqa: the stray part
+    assert "removed 7 uncommitted file(s)" in " ".join(output.split()), output  # rich wraps
     assert statuses(fs, name) == {"bq": "built", "simclue": "unchanged", "webqa": "unchanged",
                                   "zhuiyi_nl2sql": "unchanged"}
     assert sorted(fs.glob(f"{out}/m3e/bq/part-*.parquet")) == parts_before

@@ -62,6 +62,10 @@ def open_out(value: str | Path, work_dir: Path | None, option: str) -> tuple[Pat
     # Registered after the lock: closes run last-in first-out, so the push happens while the lock is held.
     click.get_current_context().call_on_close(lambda: _finish(session))
     messages.print(f"{session.url}: working in {session.mirror}", markup=False, highlight=False)
+    if session.deleted:
+        messages.print(f"{session.url}: removed {len(session.deleted)} uncommitted file(s) a crashed run left "
+                       f"({', '.join(session.deleted[:3])}{', ...' if len(session.deleted) > 3 else ''})",
+                       markup=False, highlight=False)
     return session.mirror, session
 
 
@@ -72,7 +76,7 @@ def _finish(session: RemoteOut) -> None:
     failing = failing is not None and not (isinstance(failing, SystemExit) and failing.code in (0, None))
     try:
         session.push()
-    except Exception as exc:  # noqa: BLE001 - a transport error, in one line
+    except Exception as exc:  # a transport error, in one line
         line = f"{session.url}: the push of {session.mirror} failed ({type(exc).__name__}: {exc}); rerun to retry"
         if failing:
             error_line(line)

@@ -15,6 +15,7 @@ profiles, FSSPEC_* config): this module never reads, prints or stores them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -91,7 +92,7 @@ def check_bucket(fs: Any, path: str, url: str) -> None:
         raise RemoteError(f"{url}: no bucket {bucket!r} (create it first, or check the endpoint)") from None
     except PermissionError as exc:
         raise RemoteError(f"{url}: access to bucket {bucket!r} denied ({exc}); check the credentials") from None
-    except Exception as exc:  # noqa: BLE001 - a transport error becomes one line, naming the URL only
+    except Exception as exc:  # a transport error becomes one line, naming the URL only
         raise RemoteError(f"{url}: the object store did not answer ({type(exc).__name__}: {exc})") from None
 
 
@@ -218,8 +219,7 @@ class RemoteOut:
         self.mirror = (work_dir or default_work_dir(self.url)).expanduser().resolve()
         self.folders: dict[str, bytes] = {}  # stage folder -> the record the store holds (as far as we know)
         self.state: dict[str, Any] = {"url": self.url, "loose": {}}
-        self.deleted: list[str] = []  # what clean_uncommitted removed, for tests and the log
-        self.failed_pushes: list[str] = []
+        self.deleted: list[str] = []  # what clean_uncommitted removed, for the command's log
 
     # -- start of a command -------------------------------------------------------------------------
     def open(self) -> None:
@@ -330,7 +330,6 @@ class RemoteOut:
             self.fs.put_file(str(path), f"{self.root}/{rel}")  # one PUT: the store swaps it in whole
             loose[rel] = {"etag": etag(self.fs.info(f"{self.root}/{rel}")), "sha256": digest}
         self._save_state()
-        self.failed_pushes = []
 
     def push_folder(self, folder: str) -> None:
         """Replace one remote stage folder by the mirror's, un-committing it first and committing it last."""
@@ -368,10 +367,10 @@ class RemoteOut:
             rel = target.resolve().relative_to(self.mirror)
         except ValueError:
             return
-        try:
+        # A failed push leaves the folder unrecorded as pushed: the final push retries it, and fails the
+        # command if it fails again.
+        with contextlib.suppress(Exception):
             self.push_folder(rel.as_posix())
-        except Exception:  # noqa: BLE001 - retried (and raised) by the final push
-            self.failed_pushes.append(rel.as_posix())
 
     def _save_state(self) -> None:
         atomic_write_json(self.mirror / SYNC_STATE, self.state)
@@ -405,7 +404,3 @@ def fetch_folder(folder_url: str, files: dict[str, dict[str, Any]]) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     return target
-
-
-def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
