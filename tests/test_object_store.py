@@ -197,13 +197,15 @@ def test_hq_and_report_take_the_store_url(bucket, tmp_path):
     assert code == 2 and "--work-dir is for an object store URL" in output
 
 
-def test_ray_executor_with_the_output_on_the_store(bucket, tmp_path):
+def test_ray_executor_with_sources_and_output_on_the_store(bucket, tmp_path):
     ray = pytest.importorskip("ray")
     fs, name = bucket
-    # After the env is set: the workers inherit it (and write the mirror; the driver pushes).
+    raw = upload_demo(fs, name)
+    # After the env is set: the workers inherit it (they fetch the sources and write the mirror; the driver
+    # pushes).
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", f"s3://{name}/out",
+        code, output = run("build", "--recipe", "webqa", "--sources", raw, "--out", f"s3://{name}/out",
                            "--work-dir", str(tmp_path / "w"), "--executor", "ray", "--no-hq", "--allow-empty")
     finally:
         ray.shutdown()

@@ -58,6 +58,9 @@ def open_out(value: str | Path, work_dir: Path | None, option: str) -> tuple[Pat
         session.open()
     except RemoteError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # fsspec's transport errors (s3fs maps the store's answers to OSErrors)
+        raise click.ClickException(f"{session.url}: reading the store failed ({type(exc).__name__}: {exc}); "
+                                   "nothing was built, rerun to retry") from None
     session.__enter__()
     # Registered after the lock: closes run last-in first-out, so the push happens while the lock is held.
     click.get_current_context().call_on_close(lambda: _finish(session))
