@@ -97,6 +97,8 @@ def test_remote_build_equals_local_and_resumes_from_the_store(bucket, tmp_path):
     code, output = remote_build(name, raw, tmp_path / "work1")
     assert code == 0, output
     assert f"s3://{name}/out/m3e-hq" in output  # the summary names the store, not the mirror
+    # ...except for the commands that read local folders only: they are pointed at the work dir.
+    assert f"m3e-data export {(tmp_path / 'work1').resolve() / 'm3e-hq'} --format" in output
     code, output = run("build", "--recipe", ",".join(SOURCES), "--sources", "demo", "--out", str(tmp_path / "local"),
                        "--allow-empty")
     assert code == 0, output

@@ -284,9 +284,10 @@ def _reasons(results: list[SourceResult]) -> list[str]:
     return lines
 
 
-def _where_and_next(out: Path | str, hq: bool) -> None:
+def _where_and_next(out: Path | str, hq: bool, work_dir: Path | None = None) -> None:
     """Where build's outputs are and the commands that usually follow, with this build's paths (a URL for an
-    object store OUT)."""
+    object store OUT; push, export and train read local folders: its work dir)."""
+    local = work_dir or out
     if isinstance(out, str):  # a URL: joined with "/", never a local path
         out = _Url(out)
 
@@ -305,9 +306,9 @@ def _where_and_next(out: Path | str, hq: bool) -> None:
         lines += [
             f"  m3e-data report {q(out)}  # HTML report: {q(out / 'report.html')}",
             f"  m3e-data mine --in {q(hq_dir)} --out {q(scored)}  # hard negatives, scores",
-            f"  m3e-data push {q(hq_dir)} --repo-id NAME/m3e-hq --dry-run {q(out / 'hub')}",
-            f"  m3e-data export {q(hq_dir)} --format sentence-transformers --out {q(out / 'st')}",
-            f"  m3e-data train --in {q(out)} --model moka-ai/m3e-small --out {q(out / 'model')}",
+            f"  m3e-data push {q(local / 'm3e-hq')} --repo-id NAME/m3e-hq --dry-run {q(local / 'hub')}",
+            f"  m3e-data export {q(local / 'm3e-hq')} --format sentence-transformers --out {q(local / 'st')}",
+            f"  m3e-data train --in {q(local)} --model moka-ai/m3e-small --out {q(local / 'model')}",
         ]
     for line in lines:
         click.echo(line, err=True)
@@ -425,7 +426,7 @@ def build_command(
             + ("accepted with --allow-empty" if allow_empty else "pass --allow-empty to accept it"),
             markup=False, highlight=False,
         )
-    _where_and_next(shown, hq=not no_hq)
+    _where_and_next(shown, hq=not no_hq, work_dir=out if session is not None else None)
     if any(r.status == "failed" for r in results) or (flagged and not allow_empty):
         sys.exit(1)
 
