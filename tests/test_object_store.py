@@ -216,7 +216,7 @@ def test_ray_executor_with_sources_and_output_on_the_store(bucket, tmp_path):
     assert remote_rows(fs, f"{name}/out/m3e/webqa") == local_rows(_local_build(tmp_path, "webqa") / "m3e" / "webqa")
 
 
-def test_a_missing_bucket_is_one_line(bucket, tmp_path):
+def test_a_missing_bucket_or_source_is_one_line(bucket, tmp_path):
     code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", "s3://no-such-bucket-m3e/out",
                        "--work-dir", str(tmp_path / "w"))
     assert code != 0
@@ -225,6 +225,11 @@ def test_a_missing_bucket_is_one_line(bucket, tmp_path):
                        str(tmp_path / "o"))
     assert code != 0 and "no bucket 'no-such-bucket-m3e'" in output
     assert "testing-secret-key" not in output
+    # A bucket without the source: the build says where it looked and how to get the data.
+    fs, name = bucket
+    code, output = run("build", "--recipe", "webqa", "--sources", f"s3://{name}/raw", "--out", str(tmp_path / "o2"))
+    flat = " ".join(output.split())
+    assert code == 1 and "missing" in flat and f"webqa: no data at s3://{name}/raw/webqa" in flat, output
 
 
 def test_a_missing_protocol_package_names_the_extra(bucket, monkeypatch, tmp_path):
