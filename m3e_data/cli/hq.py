@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from m3e_data.cli.console import Col, fit_table, messages, resumable, table_width, tables
+from m3e_data.cli.remote import work_dir_option
 from m3e_data.cli.vocabulary import in_folder
 from m3e_data.executors import EXECUTORS
 from m3e_data.executors.hq_ray import RayExecutor, TooManyEdges
@@ -136,27 +137,36 @@ def run_hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Pat
 
 
 @click.command("hq")
-@in_folder("out", "OUT", "The build folder OUT (holding OUT/m3e)")
+@in_folder("out", "OUT", "The build folder OUT (holding OUT/m3e), or its object store URL", urls=True)
 @hq_options
 @executor_options
-def hq_command(out: Path, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
-               workers: int, verify: bool, executor: str, ray_address: str | None) -> None:
+@work_dir_option
+def hq_command(out: Path | str, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool,
+               workers: int, verify: bool, executor: str, ray_address: str | None, work_dir: Path | None) -> None:
     """Re-run the m3e-hq stage over OUT/m3e (quality filter, dedup, decontamination): OUT/m3e-hq, OUT/rejects.
 
     Reads the sources the last build into OUT selected. Statistics are cached, so re-running with new
     thresholds takes seconds.
     """
-    hold_for_command(out)
+    from m3e_data.cli.remote import open_out
+
+    out, session = open_out(out, work_dir, "--in")
+    if session is None:
+        hold_for_command(out)
     run_hq_command(out, config_path, decontaminate, keep_eval_splits, workers, verify=verify, executor=executor,
                    ray_address=ray_address)
 
 
 @click.command("report")
-@in_folder("out", "OUT", "The build folder OUT (after m3e-hq)")
+@in_folder("out", "OUT", "The build folder OUT (after m3e-hq), or its object store URL", urls=True)
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the HTML report (default OUT/report.html).")
-def report_command(out: Path, html_path: Path | None) -> None:
+@work_dir_option
+def report_command(out: Path | str, html_path: Path | None, work_dir: Path | None) -> None:
     """Write a self-contained HTML report of the m3e-hq stage and print its table."""
+    from m3e_data.cli.remote import open_out
+
+    out, _ = open_out(out, work_dir, "--in")
     try:
         path = write_report(out, html_path)
     except ReportError as exc:

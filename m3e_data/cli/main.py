@@ -22,6 +22,7 @@ from m3e_data.cli.hq import hold_for_command, hq_command, hq_options, report_com
 from m3e_data.cli.mine import mine_command
 from m3e_data.cli.preflight import check_hub, local_folder
 from m3e_data.cli.publish import export_command, push_command
+from m3e_data.cli.remote import check_sources_url, open_out, work_dir_option
 from m3e_data.executors import EXECUTORS
 from m3e_data.executors.ray_session import check_ray_executor
 from m3e_data.manifest import MANIFEST
@@ -36,6 +37,7 @@ from m3e_data.stages.normalize.stage import (
     map_local,
     select_sources,
 )
+from m3e_data.storage.remote import is_url
 
 
 class _Main(click.Group):
@@ -283,9 +285,14 @@ def _reasons(results: list[SourceResult]) -> list[str]:
     return lines
 
 
-def _where_and_next(out: Path, hq: bool) -> None:
-    """Where build's outputs are and the commands that usually follow, with this build's paths."""
-    def q(path: Path) -> str:
+def _where_and_next(out: Path | str, hq: bool, work_dir: Path | None = None) -> None:
+    """Where build's outputs are and the commands that usually follow, with this build's paths (a URL for an
+    object store OUT; push, export and train read local folders: its work dir)."""
+    local = work_dir or out
+    if isinstance(out, str):  # a URL: joined with "/", never a local path
+        out = _Url(out)
+
+    def q(path: Path | str) -> str:
         return shlex.quote(str(path))
 
     lines = ["", "outputs:", f"  {q(out / 'm3e')}/<source>/  unified rows, one folder per source"]
@@ -300,12 +307,19 @@ def _where_and_next(out: Path, hq: bool) -> None:
         lines += [
             f"  m3e-data report {q(out)}  # HTML report: {q(out / 'report.html')}",
             f"  m3e-data mine --in {q(hq_dir)} --out {q(scored)}  # hard negatives, scores",
-            f"  m3e-data push {q(hq_dir)} --repo-id NAME/m3e-hq --dry-run {q(out / 'hub')}",
-            f"  m3e-data export {q(hq_dir)} --format sentence-transformers --out {q(out / 'st')}",
-            f"  m3e-data train --in {q(out)} --model moka-ai/m3e-small --out {q(out / 'model')}",
+            f"  m3e-data push {q(local / 'm3e-hq')} --repo-id NAME/m3e-hq --dry-run {q(local / 'hub')}",
+            f"  m3e-data export {q(local / 'm3e-hq')} --format sentence-transformers --out {q(local / 'st')}",
+            f"  m3e-data train --in {q(local)} --model moka-ai/m3e-small --out {q(local / 'model')}",
         ]
     for line in lines:
         click.echo(line, err=True)
+
+
+class _Url(str):
+    """A URL that `/` joins as a path does, for the lines that name the outputs."""
+
+    def __truediv__(self, part: str) -> _Url:
+        return _Url(f"{self.rstrip('/')}/{part}")
 
 
 def _executor(executor: str, ray_address: str | None, split_bytes: int | None = None) -> MapSources:
@@ -340,10 +354,12 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--recipe", "--only", "recipe_arg", default="all", show_default=True, metavar="NAMES",
               help="Which sources: 'all' or a comma-separated list of names (`m3e-data list`). --only is the "
                    "same option, spelt as mine and train spell it.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", required=True, metavar="DIR|URL",
+              help="Output folder, or an object store URL (s3://bucket/path, gs://..., any fsspec URL; see "
+                   "--work-dir).")
 @click.option("--sources", default="hub", show_default=True,
-              help="'hub' (download from the Hugging Face Hub), 'demo' (bundled demo data), or a folder "
-                   "holding one sub-folder per source.")
+              help="'hub' (download from the Hugging Face Hub), 'demo' (bundled demo data), or a folder or "
+                   "object store URL (s3://bucket/raw) holding one sub-folder per source.")
 @click.option("--splits", default=None, help="Comma-separated splits to read (default: every split).")
 @click.option("--commercial-only", is_flag=True, help="Build only sources whose licence permits commercial use.")
 @click.option("--option", "recipe_option", multiple=True, metavar="SOURCE.KEY=VALUE",
@@ -362,10 +378,12 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 even when a source lost >= 99% of its rows to one drop reason (or read none).")
 @hq_options
+@work_dir_option
 def build_command(
-    recipe_arg: str, out: Path, sources: str, splits: str | None, commercial_only: bool,
+    recipe_arg: str, out: str, sources: str, splits: str | None, commercial_only: bool,
     recipe_option: tuple[str, ...], no_hq: bool, executor: str, ray_address: str | None,
-    split_bytes: int | None, allow_empty: bool, config_path: Path | None, decontaminate: tuple[Path, ...], keep_eval_splits: bool, workers: int, verify: bool,
+    split_bytes: int | None, allow_empty: bool, config_path: Path | None, decontaminate: tuple[Path, ...],
+    keep_eval_splits: bool, workers: int, verify: bool, work_dir: Path | None,
 ) -> None:
     """Normalize sources into OUT/m3e/<source>/ in the unified schema, then run m3e-hq (quality filter,
     dedup, decontamination) into OUT/m3e-hq and OUT/rejects unless --no-hq."""
@@ -374,9 +392,15 @@ def build_command(
     recipe_options = _parse_recipe_options(recipe_option, {s.name for s in chosen})
     if sources == "hub" and any(s.access.kind == "hub" and s.available for s in chosen):
         check_hub("build")
+    elif is_url(sources):
+        check_sources_url(sources)
     elif sources not in ("hub", "demo"):
         local_folder(sources, "--sources")
-    hold_for_command(out)  # one run per output folder, normalize and hq together
+    shown = out.rstrip("/") if is_url(out) else Path(out)
+    out_dir, session = open_out(out, work_dir, "--out")  # a URL: its local mirror, pushed as stages commit
+    if session is None:
+        hold_for_command(out_dir)  # one run per output folder, normalize and hq together
+    out = out_dir
     options = BuildOptions(
         out=out,
         sources=sources,
@@ -401,6 +425,8 @@ def build_command(
             progress.advance(tasks[name], n)
 
         results = build(chosen, options, on_start=on_start, on_rows=on_rows, map_sources=map_sources)
+    if session is not None:  # what Ray workers committed, before hq starts
+        session.push()
     tables().print(_summary(results, table_width()))
     for line in _reasons(results):
         tables().print(line, markup=False, highlight=False)
@@ -421,7 +447,7 @@ def build_command(
             + ("accepted with --allow-empty" if allow_empty else "pass --allow-empty to accept it"),
             markup=False, highlight=False,
         )
-    _where_and_next(out, hq=not no_hq)
+    _where_and_next(shown, hq=not no_hq, work_dir=out if session is not None else None)
     if any(r.status == "failed" for r in results) or (flagged and not allow_empty):
         sys.exit(1)
 

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from m3e_data.cli.console import Col, fit_table, messages, resumable, table_width, tables
 from m3e_data.cli.preflight import local_folder, local_or_hub, require_extra
+from m3e_data.cli.remote import open_out, refuse_url, work_dir_option
 from m3e_data.cli.vocabulary import names, old_spelling
 from m3e_data.commercial import commercial_folders
 from m3e_data.executors.ray_session import check_ray_executor
@@ -33,6 +34,7 @@ from m3e_data.stages.mine.stage import (
     default_cache_dir,
     mine,
 )
+from m3e_data.storage.remote import is_url
 
 MINE_CAPTION = (
     "rows: rows mined. mined / native: negatives added by the model / kept from the source. short of N: rows "
@@ -63,12 +65,30 @@ def _summary(results: list[SourceResult], width: int) -> Table:
     return fit_table(cols, rows, width, title="m3e mine", caption=MINE_CAPTION)
 
 
+def _folders(input_dir: str, out: str, work_dir: Path | None) -> tuple[Path, Path]:
+    """--in and --out as local folders: URLs side by side in one build folder OUT are mirrored together
+    (OUT's manifest and embedding cache with them); local folders as given."""
+    if not (is_url(input_dir) or is_url(out)):
+        open_out(out, work_dir, "--out")  # refuses a --work-dir without a URL
+        if Path(out).is_file():
+            raise click.BadParameter(f"{out}: a file, not a folder", param_hint="--out")
+        return local_folder(input_dir, "--in"), Path(out)
+    parent_in, _, name_in = input_dir.rstrip("/").rpartition("/")
+    parent_out, _, name_out = out.rstrip("/").rpartition("/")
+    if not (is_url(input_dir) and is_url(out)) or parent_in != parent_out or name_in == name_out:
+        raise click.UsageError(
+            "with an object store, --in and --out are two URLs in one build folder, e.g. --in s3://b/OUT/m3e-hq "
+            "--out s3://b/OUT/m3e-hq-with-score")
+    mirror, _ = open_out(parent_in, work_dir, "--in")
+    return local_folder(mirror / name_in, "--in"), mirror / name_out
+
+
 @click.command("mine")
 @old_spelling("--sources", "--only", "only")
-@click.option("--in", "input_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Input folder: OUT/m3e-hq (one sub-folder per source).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Output folder: OUT/m3e-hq-with-score.")
+@click.option("--in", "input_dir", required=True, metavar="DIR|URL",
+              help="Input folder: OUT/m3e-hq (one sub-folder per source), or its object store URL.")
+@click.option("--out", required=True, metavar="DIR|URL",
+              help="Output folder: OUT/m3e-hq-with-score (a URL when --in is one, in the same folder OUT).")
 @click.option("--model", default="moka-ai/m3e-small", show_default=True,
               help="Hub id or local folder (transformers or sentence-transformers layout).")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of --model.")
@@ -78,6 +98,7 @@ def _summary(results: list[SourceResult], width: int) -> Table:
 @click.option("--max-length", default=512, show_default=True, type=click.IntRange(min=2),
               help="Tokens per text (capped at the model's limit).")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              callback=refuse_url,
               help="Embedding cache folder (default: OUT/cache/embeddings when --out sits in the build folder OUT "
                    "of --in, else OUT_DIR/.cache/embeddings inside --out).")
 @click.option("--no-cache", is_flag=True, help="Do not cache embeddings on disk.")
@@ -119,13 +140,14 @@ def _summary(results: list[SourceResult], width: int) -> Table:
 @click.option("--max-corpus-bytes", type=click.IntRange(min=1), default=None, metavar="BYTES",
               help="With --executor ray: search a source's corpus embeddings in shards of at most BYTES, merging "
                    "their top-k (default: half a GPU's memory, else a quarter of a node's).")
+@work_dir_option
 def mine_command(
-    input_dir: Path, out: Path, model: str, revision: str | None, device: str | None, batch_size: int,
+    input_dir: str, out: str, model: str, revision: str | None, device: str | None, batch_size: int,
     max_length: int, cache_dir: Path | None, no_cache: bool, chunk_size: int | None, rank_range: str,
     relative_margin: float, max_score: float | None, num_negatives: int, sampling: str, seed: int,
     only: str | None, commercial_only: bool, consistency_topk: int | None, min_positive_score: float | None,
     score_model: str | None, score_revision: str | None, semantic_dedup: float | None, executor: str,
-    ray_address: str | None, max_corpus_bytes: int | None,
+    ray_address: str | None, max_corpus_bytes: int | None, work_dir: Path | None,
 ) -> None:
     """Add hard negatives and cosine scores to m3e-hq, per source (-> m3e-hq-with-score)."""
     require_extra("mine", "mine")
@@ -133,7 +155,7 @@ def mine_command(
         check_ray_executor(ray_address)
     elif ray_address or max_corpus_bytes:
         raise click.UsageError("--ray-address and --max-corpus-bytes apply to --executor ray only")
-    input_dir = local_folder(input_dir, "--in")
+    input_dir, out = _folders(input_dir, out, work_dir)
     try:
         lo, hi = parse_range(rank_range)
         params = MiningParams(num_negatives=num_negatives, range_min=lo, range_max=hi,

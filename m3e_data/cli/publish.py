@@ -8,6 +8,7 @@ import click
 
 from m3e_data.cli.console import Col, fit_table, messages, table_width, tables
 from m3e_data.cli.preflight import check_push
+from m3e_data.cli.remote import refuse_url
 from m3e_data.cli.vocabulary import in_folder
 from m3e_data.stages.publish.export import FORMATS, ExportError, export
 from m3e_data.stages.publish.hub_stage import StageError
@@ -34,10 +35,10 @@ def _warn_research_only(data_dir: Path) -> None:
 @click.option("--commercial-only", is_flag=True,
               help="Publish only rows whose licence permits commercial use; refuse if anything says otherwise.")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
-@click.option("--dry-run", "dry_run", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--dry-run", "dry_run", type=click.Path(path_type=Path, file_okay=False), callback=refuse_url, default=None,
               help="Stage the repository (Parquet + README.md) into this folder and stop: nothing is uploaded. "
                    "The folder must be new, empty or an earlier staging (it is replaced).")
-@click.option("--stage-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--stage-dir", type=click.Path(path_type=Path, file_okay=False), callback=refuse_url, default=None,
               help="Where a real push stages (default OUT/hub/OWNER--NAME); rerun to resume a broken upload.")
 @click.option("--shard-size-mb", type=click.IntRange(min=1), default=500, show_default=True,
               help="Shard size in MB of in-memory Arrow data (as datasets' max_shard_size).")
@@ -83,7 +84,7 @@ def push_command(
 @click.command("export")
 @in_folder("data_dir", "DATA_DIR", "The folder to export: OUT/m3e-hq or OUT/m3e-hq-with-score")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="The tool to export for.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), callback=refuse_url, required=True,
               help="Output folder: new, empty or an earlier export (replaced when the export finishes).")
 @click.option("--max-negatives", type=click.IntRange(min=0), default=None,
               help="sentence-transformers: at most this many negatives per row (rows are grouped by their count).")

@@ -42,8 +42,10 @@ def old_spelling(flag: str, new: str, dest: str, **attrs: Any) -> Callable[[Call
     return decorate
 
 
-def in_folder(dest: str, old_positional: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """`--in DIR`, with the command's former positional argument still accepted (as `old_positional`)."""
+def in_folder(dest: str, old_positional: str, help: str,
+              urls: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--in DIR`, with the command's former positional argument still accepted (as `old_positional`).
+    `urls`: an object store URL is passed on as a string (the command mirrors it); else it is refused."""
     positional = f"positional_{dest}"
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,13 +58,20 @@ def in_folder(dest: str, old_positional: str, help: str) -> Callable[[Callable[.
             if value is None:
                 raise click.UsageError("Missing option '--in': the input folder")
             from m3e_data.cli.preflight import local_folder
+            from m3e_data.storage.remote import is_url
 
+            if is_url(value):
+                if not urls:
+                    raise click.BadParameter(
+                        f"{value}: {click.get_current_context().info_name} reads a local folder; object store "
+                        "URLs are taken by build, hq, report and mine only", param_hint="--in")
+                kwargs[dest] = value
+                return fn(*args, **kwargs)
             kwargs[dest] = local_folder(value, "--in")
             return fn(*args, **kwargs)
 
-        wrapper = click.argument(positional, required=False, metavar=f"[{old_positional}]",
-                                 type=click.Path(path_type=Path))(wrapper)
-        return click.option("--in", dest, type=click.Path(path_type=Path), default=None, metavar="DIR",
+        wrapper = click.argument(positional, required=False, metavar=f"[{old_positional}]")(wrapper)
+        return click.option("--in", dest, default=None, metavar="DIR|URL" if urls else "DIR",
                             help=help + f" (the positional {old_positional} still works).")(wrapper)
 
     return decorate

@@ -48,6 +48,7 @@ from m3e_data.stages.normalize.stage import (
 )
 from m3e_data.stages.normalize.units import DEFAULT_SPLIT_BYTES, Plan, commit, new_plan, run_unit
 from m3e_data.storage.fingerprint import HashCache
+from m3e_data.storage.remote import is_url
 from m3e_data.storage.store import clean_stale
 
 MAX_RETRIES = 3  # attempts after a worker's death; an exception raised by the code is never retried
@@ -125,7 +126,8 @@ def build_in_units(plan: Plan, options: BuildOptions, range_unit: RunUnit, max_r
 
 def for_workers(options: BuildOptions) -> BuildOptions:
     """`options` with OUT and a --sources folder absolute: a worker resolves paths from its own cwd."""
-    sources = options.sources if options.sources in (DEMO, HUB) else str(Path(options.sources).resolve())
+    keep = options.sources in (DEMO, HUB) or is_url(options.sources)  # an object store URL is the same anywhere
+    sources = options.sources if keep else str(Path(options.sources).resolve())
     return dataclasses.replace(options, out=options.out.resolve(), sources=sources)
 
 

@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,18 @@ SUCCESS = "_SUCCESS.json"
 TEMP_PREFIX = ".m3e-tmp."
 PART_ROWS = 1_000_000  # rows per Parquet part file
 ROW_GROUP_ROWS = 100_000
+
+# Called with each folder staged_folder commits (storage.remote pushes it to an object store at once).
+_commit_hooks: list[Callable[[Path], None]] = []
+
+
+def add_commit_hook(hook: Callable[[Path], None]) -> None:
+    _commit_hooks.append(hook)
+
+
+def remove_commit_hook(hook: Callable[[Path], None]) -> None:
+    if hook in _commit_hooks:
+        _commit_hooks.remove(hook)
 
 
 def temp_name(name: str) -> str:
@@ -216,6 +228,8 @@ def staged_folder(target: Path, owner: str = "build") -> Iterator[Path]:
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
+    for hook in list(_commit_hooks):
+        hook(target)
 
 
 def ordinary_permissions(folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""Find a source's files: bundled demo data, a local directory, or the Hugging Face Hub.
+"""Find a source's files: bundled demo data, a local directory, an object store URL, or the Hugging Face Hub.
 
 A local directory mirrors where the data comes from: for a Hub source, `DIR/<source>/` is a snapshot of
 the repo at the revision the layout reads (`hf download --repo-type dataset <repo> --local-dir
@@ -8,6 +8,10 @@ name at any depth. The catalog's layouts are tried in order: the first that hold
 every wanted split is read; else the one holding most of them, whose missing splits are named (with the
 file names looked for) and left out. When no layout holds any, the error names every layout and file tried,
 and where to get the data.
+
+An object store URL (`--sources s3://bucket/raw`) holds `<source>/` as a local directory would: the layouts
+are matched against one listing of `<url>/<source>/`, the fingerprint is made from that listing (path, size,
+ETag), and each file is downloaded once, with the files beside it, into a local cache keyed by their ETags.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import quote
 
 from m3e_data.catalog import Layout, Source, how_to_get
 from m3e_data.stages.normalize.readers import ReadItem, read_file
+from m3e_data.storage import remote
 from m3e_data.storage.confine import refuse_links_outside
 from m3e_data.storage.fingerprint import HashCache, fingerprint_files, input_files
 
@@ -56,6 +63,8 @@ class Located:
     # requested splits that the layout does not have
     unknown: list[str] = field(default_factory=list)
     _local_cache: dict[str, Path] = field(default_factory=dict, repr=False)
+    # An object store's files (not the Hub's): URL of each file's folder -> its files' name -> listing info
+    store_listing: dict[str, dict[str, dict[str, Any]]] | None = field(default=None, repr=False)
 
     @property
     def splits(self) -> list[str]:
@@ -83,6 +92,9 @@ class Located:
         """A local copy of one file (downloaded through huggingface_hub's cache for the Hub)."""
         if not self.remote:
             return Path(path)
+        if path not in self._local_cache and self.store_listing is not None:
+            folder, name = path.rsplit("/", 1)
+            self._local_cache[path] = remote.fetch_folder(folder, self.store_listing[folder]) / name
         if path not in self._local_cache:
             repo_path = path.split("@", 1)[1].split("/", 1)[1]
             self._local_cache[path] = hub_download(
@@ -101,7 +113,7 @@ class Located:
             # `datasets` streams Parquet from the Hub. Other files are downloaded into huggingface_hub's
             # cache (resumable) and streamed by our readers: datasets' JSON loader fails a whole file on one
             # undecodable or truncated line (ArrowInvalid), where ours counts that line and reads on.
-            if self.remote and fmt == "parquet":
+            if self.remote and fmt == "parquet" and self.store_listing is None:
                 yield from stream_with_datasets(fmt, [path])
             else:
                 yield from read_file(self.local_path(path), fmt, self.layout.options)
@@ -271,11 +283,82 @@ def _locate_hub(source: Source, splits: list[str] | None) -> Located:
     )
 
 
+def _match_store(rels: list[str], pattern: str, by_name: bool) -> list[str]:
+    """`_match_local` over a listing: by name at any depth (rglob), else the relative path (glob)."""
+    if by_name:
+        found = sorted(r for r in rels if PurePosixPath(r).match(pattern))
+        if len(found) > 1 and not any(ch in pattern for ch in "*?["):
+            raise SourceMissing(f"{pattern} is ambiguous, found {', '.join(found)}; keep one copy")
+        return found
+    want = pattern.split("/")
+    return sorted(r for r in rels if len(r.split("/")) == len(want)
+                  and all(fnmatchcase(a, b) for a, b in zip(r.split("/"), want, strict=True)))
+
+
+def _locate_store(source: Source, url: str, splits: list[str] | None) -> Located:
+    """As _locate_local, over one listing of `<url>/<source>/` on an object store."""
+    base = f"{url.rstrip('/')}/{source.name}"
+    fs, path = remote.filesystem(base)
+    remote.check_bucket(fs, path, url)
+    try:
+        found = fs.find(path, detail=True)
+    except FileNotFoundError:
+        found = {}
+    infos = {p[len(path) + 1:]: info for p, info in found.items() if p.startswith(path + "/")}
+    rels = [r for r in infos if not PurePosixPath(r).name.startswith(".")]
+    if not rels:
+        raise SourceMissing(_missing_message(source, base, ["nothing (no objects under it)"]))
+    tried = []
+    best: tuple[Layout, dict[str, list[str]], dict[str, list[str]]] | None = None
+    for layout in source.access.layouts:
+        wanted = [s for s in layout.splits if splits is None or s in splits]
+        files: dict[str, list[str]] = {}
+        for split in wanted:
+            matched: list[str] = []
+            for pattern in layout.splits[split]:
+                try:
+                    matched += _match_store(rels, pattern, layout.by_name)
+                except SourceMissing as exc:
+                    raise SourceMissing(f"{base}: {exc}") from None
+            if matched:
+                files[split] = matched
+        missing = {s: list(layout.splits[s]) for s in wanted if s not in files}
+        if wanted and not missing:
+            best = (layout, files, missing)
+            break
+        if files and (best is None or len(files) > len(best[1])):
+            best = (layout, files, missing)
+        looked = "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted) or "no wanted split"
+        tried.append(f"layout {layout.name!r} ({looked})")
+    if best is None:
+        raise SourceMissing(_missing_message(source, base, tried))
+    layout, chosen, missing = best
+    # What a build may read: each chosen file and the files beside it (fingerprint.input_files), by listing.
+    folders = {str(PurePosixPath(r).parent) for fs_ in chosen.values() for r in fs_}
+    listing: dict[str, dict[str, dict[str, Any]]] = {}
+    for rel in rels:
+        parent = str(PurePosixPath(rel).parent)
+        if parent in folders:
+            folder_url = base if parent == "." else f"{base}/{parent}"
+            info = infos[rel]
+            listing.setdefault(folder_url, {})[PurePosixPath(rel).name] = {
+                "size": info.get("size"), "etag": remote.etag(info)}
+    h = hashlib.blake2b(digest_size=16)
+    for folder_url in sorted(listing):
+        for name, info in sorted(listing[folder_url].items()):
+            rel = f"{folder_url[len(base):].lstrip('/')}/{name}".lstrip("/")
+            h.update(f"{rel}\0{info['size']}\0{info['etag']}\n".encode())
+    files = {s: [f"{base}/{r}" for r in fs_] for s, fs_ in chosen.items()}
+    unknown = [s for s in splits or [] if s not in layout.splits]
+    return Located(source, layout, files, base, h.hexdigest(), remote=True, missing=missing, unknown=unknown,
+                   store_listing=listing)
+
+
 def locate(
     source: Source, sources: str, splits: list[str] | None = None, cache: HashCache | None = None
 ) -> Located:
-    """Find `source` in `sources`: "demo", "hub", or a local directory holding `<source>/`. Local files are
-    fingerprinted by content, through `cache` when given (build passes OUT's)."""
+    """Find `source` in `sources`: "demo", "hub", a local directory or an object store URL holding
+    `<source>/`. Local files are fingerprinted by content, through `cache` when given (build passes OUT's)."""
     if not source.available and sources in (DEMO, HUB):
         raise SourceMissing(f"{source.name}: {source.availability}")
     if sources == DEMO:
@@ -289,6 +372,8 @@ def locate(
                 _missing_message(source, "the Hub", ["nothing: it is not on the Hub, pass --sources DIR"])
             )
         return _locate_hub(source, splits)
+    if remote.is_url(sources):
+        return _locate_store(source, sources, splits)
     root = Path(sources) / source.name
     if not root.is_dir():
         raise SourceMissing(_missing_message(source, root, ["nothing (no such folder)"]))

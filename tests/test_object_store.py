@@ -1,0 +1,314 @@
+"""`--out` and `--sources` on an object store, against a local S3 server (moto's, on 127.0.0.1).
+
+The demo sources are uploaded to s3://BUCKET/raw/ as a local --sources folder holds them, and built into
+s3://BUCKET/out: the rows must be those of a local build, the store must hold committed folders, and crashes
+(simulated by editing the store) must be repaired without touching a user's file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from m3e_data.cli.main import main
+from m3e_data.stages.normalize.locate import demo_root
+
+s3fs = pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+# simclue and zhuiyi_nl2sql read side files beside their main files (train_rank.json, *.tables.json): they
+# must come down from the store with them. bq is a Parquet layout, webqa plain JSON.
+SOURCES = ["bq", "simclue", "webqa", "zhuiyi_nl2sql"]
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(endpoint, monkeypatch, tmp_path):
+    """A new bucket on the module's server, with fake credentials and the endpoint in the environment (as a
+    user sets them for botocore), and the caches of this test under tmp_path."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    name = f"m3e-{secrets.token_hex(4)}"
+    fs.mkdir(name)
+    return fs, name
+
+
+def upload_demo(fs, bucket: str) -> str:
+    for name in SOURCES:
+        fs.put(str(demo_root() / name), f"{bucket}/raw/{name}", recursive=True)
+    return f"s3://{bucket}/raw"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def remote_rows(fs, folder: str) -> list[dict]:
+    rows = []
+    for part in sorted(fs.glob(f"{folder}/part-*.parquet")):
+        with fs.open(part, "rb") as fh:
+            rows += pq.read_table(fh).to_pylist()
+    return rows
+
+
+def local_rows(folder: Path) -> list[dict]:
+    return pq.read_table(folder).to_pylist()
+
+
+def manifest(fs, bucket: str) -> dict:
+    return json.loads(fs.cat_file(f"{bucket}/out/build-manifest.json"))
+
+
+def statuses(fs, bucket: str) -> dict[str, str]:
+    return {n: s["status"] for n, s in manifest(fs, bucket)["stages"]["normalize"]["sources"].items()}
+
+
+def remote_build(bucket: str, raw: str, work: Path, *extra: str) -> tuple[int, str]:
+    return run("build", "--recipe", ",".join(SOURCES), "--sources", raw, "--out", f"s3://{bucket}/out",
+               "--work-dir", str(work), "--allow-empty", *extra)
+
+
+def test_remote_build_equals_local_and_resumes_from_the_store(bucket, tmp_path):
+    fs, name = bucket
+    raw = upload_demo(fs, name)
+    code, output = remote_build(name, raw, tmp_path / "work1")
+    assert code == 0, output
+    assert f"s3://{name}/out/m3e-hq" in output  # the summary names the store, not the mirror
+    # ...except for the commands that read local folders only: they are pointed at the work dir.
+    assert f"m3e-data export {(tmp_path / 'work1').resolve() / 'm3e-hq'} --format" in output
+    code, output = run("build", "--recipe", ",".join(SOURCES), "--sources", "demo", "--out", str(tmp_path / "local"),
+                       "--allow-empty")
+    assert code == 0, output
+
+    local_manifest = json.loads((tmp_path / "local" / "build-manifest.json").read_text())
+    for source in SOURCES:
+        for stage in ("m3e", "m3e-hq"):
+            folder = f"{name}/out/{stage}/{source}"
+            assert fs.exists(f"{folder}/_SUCCESS.json") and fs.glob(f"{folder}/part-*.parquet")
+            got, want = remote_rows(fs, folder), local_rows(tmp_path / "local" / stage / source)
+            assert [r["id"] for r in got] == [r["id"] for r in want] and got == want, (stage, source)
+        remote_src = manifest(fs, name)["stages"]["normalize"]["sources"][source]
+        local_src = local_manifest["stages"]["normalize"]["sources"][source]
+        assert (remote_src["rows_read"], remote_src["rows_written"]) == (local_src["rows_read"], local_src["rows_written"])
+        assert remote_src["origin"] == f"{raw}/{source}"
+    # The record of each folder lists its files with their sizes, as the store holds them.
+    record = json.loads(fs.cat_file(f"{name}/out/m3e/bq/_SUCCESS.json"))
+    for rel, want in record["files"].items():
+        assert fs.info(f"{name}/out/m3e/bq/{rel}")["size"] == want["bytes"]
+    assert not fs.glob(f"{name}/out/**/.m3e-tmp.*") and not fs.exists(f"{name}/out/.m3e-lock")
+
+    # A fresh machine (a new work dir): what the store holds is pulled, and nothing is rebuilt.
+    code, output = remote_build(name, raw, tmp_path / "work2")
+    assert code == 0, output
+    assert statuses(fs, name) == dict.fromkeys(SOURCES, "unchanged")
+
+
+def test_a_crashed_push_is_rebuilt_and_a_users_files_survive(bucket, tmp_path):
+    fs, name = bucket
+    raw = upload_demo(fs, name)
+    assert remote_build(name, raw, tmp_path / "work1", "--no-hq")[0] == 0
+    out = f"{name}/out"
+    parts_before = sorted(fs.glob(f"{out}/m3e/bq/part-*.parquet"))
+    # A push killed after un-committing bq: its parts are there, its record is not, and a stray part of ours.
+    fs.rm_file(f"{out}/m3e/bq/_SUCCESS.json")
+    fs.pipe_file(f"{out}/m3e/bq/part-00099.parquet", b"half an upload")
+    # A folder a crashed run began and never committed: a part and our marker naming a file we wrote.
+    fs.pipe_file(f"{out}/m3e/gone/part-00000.parquet", b"x")
+    fs.pipe_file(f"{out}/m3e/gone/stats.parquet", b"x")
+    fs.pipe_file(f"{out}/m3e/gone/.m3e-owner.json",
+                 json.dumps({"command": "build", "entries": {"stats.parquet": 1}}).encode())
+    # In a committed folder, a part its record does not list (ours) and a user's file.
+    fs.pipe_file(f"{out}/m3e/webqa/part-00042.parquet", b"stray")
+    users = [f"{out}/m3e/webqa/NOTES.md", f"{out}/m3e/bq/README.txt", f"{out}/m3e/gone/keep.csv",
+             f"{out}/team-notes.txt"]
+    for path in users:
+        fs.pipe_file(path, b"mine, not m3e-data's")
+
+    code, output = remote_build(name, raw, tmp_path / "work2", "--no-hq")
+    assert code == 0, output
+    # bq: its part, the stray part and its marker; gone: three; webqa: the stray part
+    assert "removed 7 uncommitted file(s)" in " ".join(output.split()), output  # rich wraps
+    assert statuses(fs, name) == {"bq": "built", "simclue": "unchanged", "webqa": "unchanged",
+                                  "zhuiyi_nl2sql": "unchanged"}
+    assert sorted(fs.glob(f"{out}/m3e/bq/part-*.parquet")) == parts_before
+    assert fs.exists(f"{out}/m3e/bq/_SUCCESS.json")
+    for path in (f"{out}/m3e/webqa/part-00042.parquet", f"{out}/m3e/gone/part-00000.parquet",
+                 f"{out}/m3e/gone/stats.parquet", f"{out}/m3e/gone/.m3e-owner.json"):
+        assert not fs.exists(path), path
+    for path in users:
+        assert fs.cat_file(path) == b"mine, not m3e-data's", path
+    # The rebuilt bq reads as the local build does.
+    assert remote_rows(fs, f"{out}/m3e/bq") == local_rows(_local_build(tmp_path, "bq") / "m3e" / "bq")
+
+    # The same crash seen from the machine that ran it: its mirror still holds webqa committed, so nothing is
+    # rebuilt, and the push commits the folder on the store again.
+    parts = sorted(fs.glob(f"{out}/m3e/webqa/part-*.parquet"))
+    fs.rm_file(f"{out}/m3e/webqa/_SUCCESS.json")
+    code, output = remote_build(name, raw, tmp_path / "work2", "--no-hq")
+    assert code == 0, output
+    assert statuses(fs, name)["webqa"] == "unchanged"
+    assert fs.exists(f"{out}/m3e/webqa/_SUCCESS.json") and sorted(fs.glob(f"{out}/m3e/webqa/part-*.parquet")) == parts
+
+
+def _local_build(tmp_path: Path, source: str) -> Path:
+    out = tmp_path / f"local-{source}"
+    code, output = run("build", "--recipe", source, "--sources", "demo", "--out", str(out), "--no-hq", "--allow-empty")
+    assert code == 0, output
+    return out
+
+
+def test_hq_and_report_take_the_store_url(bucket, tmp_path):
+    fs, name = bucket
+    code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", f"s3://{name}/out", "--no-hq",
+                       "--work-dir", str(tmp_path / "w1"))
+    assert code == 0, output
+    assert not fs.exists(f"{name}/out/m3e-hq")
+    code, output = run("hq", f"s3://{name}/out", "--work-dir", str(tmp_path / "w2"))
+    assert code == 0, output
+    assert fs.exists(f"{name}/out/m3e-hq/webqa/_SUCCESS.json")
+    assert remote_rows(fs, f"{name}/out/m3e-hq/webqa")
+    code, output = run("report", f"s3://{name}/out")  # the default work dir: under XDG_CACHE_HOME
+    assert code == 0, output
+    assert b"<html" in fs.cat_file(f"{name}/out/report.html").lower()
+    mirrors = list((tmp_path / "xdg" / "m3e-data" / "out").iterdir())
+    assert len(mirrors) == 1 and (mirrors[0] / "report.html").is_file() and (mirrors[0] / "m3e-hq" / "webqa").is_dir()
+    code, output = run("report", str(tmp_path / "w2"), "--work-dir", str(tmp_path / "w4"))
+    assert code == 2 and "--work-dir is for an object store URL" in output
+
+
+def test_ray_executor_with_sources_and_output_on_the_store(bucket, tmp_path):
+    ray = pytest.importorskip("ray")
+    fs, name = bucket
+    raw = upload_demo(fs, name)
+    # After the env is set: the workers inherit it (they fetch the sources and write the mirror; the driver
+    # pushes).
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code, output = run("build", "--recipe", "webqa", "--sources", raw, "--out", f"s3://{name}/out",
+                           "--work-dir", str(tmp_path / "w"), "--executor", "ray", "--no-hq", "--allow-empty")
+    finally:
+        ray.shutdown()
+    assert code == 0, output
+    assert fs.exists(f"{name}/out/m3e/webqa/_SUCCESS.json")
+    assert remote_rows(fs, f"{name}/out/m3e/webqa") == local_rows(_local_build(tmp_path, "webqa") / "m3e" / "webqa")
+
+
+def test_a_missing_bucket_or_source_is_one_line(bucket, tmp_path):
+    code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", "s3://no-such-bucket-m3e/out",
+                       "--work-dir", str(tmp_path / "w"))
+    assert code != 0
+    assert "no bucket 'no-such-bucket-m3e'" in output and "Traceback" not in output
+    code, output = run("build", "--recipe", "webqa", "--sources", "s3://no-such-bucket-m3e/raw", "--out",
+                       str(tmp_path / "o"))
+    assert code != 0 and "no bucket 'no-such-bucket-m3e'" in output
+    assert "testing-secret-key" not in output
+    # A bucket without the source: the build says where it looked and how to get the data.
+    fs, name = bucket
+    code, output = run("build", "--recipe", "webqa", "--sources", f"s3://{name}/raw", "--out", str(tmp_path / "o2"))
+    flat = " ".join(output.split())
+    assert code == 1 and "missing" in flat and f"webqa: no data at s3://{name}/raw/webqa" in flat, output
+
+
+def test_a_missing_protocol_package_names_the_extra(bucket, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # import s3fs now fails, as when it is not installed
+    # fsspec keeps the classes it imported: forget s3's (the module, not fsspec.registry, its mapping view).
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)
+    code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", "s3://b/out",
+                       "--work-dir", str(tmp_path / "w"))
+    assert code == 2
+    assert "pip install 'm3e-data[s3]'" in output and "Traceback" not in output
+    if importlib.util.find_spec("gcsfs") is None:
+        code, output = run("hq", "gs://b/out")
+        assert code == 2 and "gs:// URLs need gcsfs" in output and "pip install 'm3e-data[gcs]'" in output
+
+
+def test_what_is_a_url():
+    from m3e_data.storage.remote import is_url
+
+    assert is_url("s3://b/p") and is_url("gs://b") and is_url("abfs://c/p") and is_url("S3://B")
+    assert not is_url("file:///tmp/x") and not is_url("/tmp/s3://x") and not is_url("out") and not is_url("C:\\x")
+
+
+def test_commands_that_write_local_folders_refuse_a_url(tmp_path):
+    code, output = run("export", str(tmp_path), "--format", "sentence-transformers", "--out", "s3://b/st")
+    assert code == 2 and "object store URLs are taken by build, hq, report and mine only" in output
+    code, output = run("export", "s3://b/out/m3e-hq", "--format", "sentence-transformers", "--out",
+                       str(tmp_path / "st"))
+    assert code == 2 and "object store URLs are taken by build, hq, report and mine only" in output
+
+
+def test_each_committed_folder_is_pushed_as_it_commits(bucket, tmp_path):
+    """A command killed after a source committed keeps that source on the store: staged_folder's hook pushes
+    it before the next one starts (the end-of-command push is not needed for it)."""
+    from m3e_data.storage.remote import RemoteOut
+    from m3e_data.storage.store import SUCCESS, atomic_write_json, staged_folder
+
+    fs, name = bucket
+    session = RemoteOut(f"s3://{name}/out", tmp_path / "w")
+    session.open()
+    with session:
+        with staged_folder(session.mirror / "m3e" / "one") as tmp:
+            (tmp / "part-00000.parquet").write_bytes(b"rows")
+            atomic_write_json(tmp / SUCCESS, {"key": 1, "parts": ["part-00000.parquet"]})
+            assert not fs.exists(f"{name}/out/m3e/one")  # nothing goes up before the commit
+        assert fs.cat_file(f"{name}/out/m3e/one/part-00000.parquet") == b"rows"
+        record = json.loads(fs.cat_file(f"{name}/out/m3e/one/{SUCCESS}"))
+        assert record["files"]["part-00000.parquet"]["bytes"] == 4
+    # Outside the session nothing is pushed.
+    with staged_folder(session.mirror / "m3e" / "two") as tmp:
+        atomic_write_json(tmp / SUCCESS, {"key": 2, "parts": []})
+    assert not fs.exists(f"{name}/out/m3e/two")
+
+
+@pytest.mark.slow
+def test_mine_reads_and_writes_the_store(bucket, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.test_encoder import make_tiny_bert
+
+    fs, name = bucket
+    local = tmp_path / "local"
+    for out in (f"s3://{name}/out", str(local)):
+        code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", out, "--allow-empty",
+                           "--work-dir", str(tmp_path / "w1")) if out.startswith("s3") else run(
+            "build", "--recipe", "webqa", "--sources", "demo", "--out", out, "--allow-empty")
+        assert code == 0, output
+    rows = local_rows(local / "m3e-hq" / "webqa")
+    model = make_tiny_bert(tmp_path / "tiny", [t for r in rows for t in (r["query"], r["positive"])])
+    common = ["--model", str(model), "--device", "cpu", "--num-negatives", "2", "--range", "0:5"]
+    code, output = run("mine", "--in", f"s3://{name}/out/m3e-hq", "--out", f"s3://{name}/out/m3e-hq-with-score",
+                       "--work-dir", str(tmp_path / "w2"), *common)
+    assert code == 0, output
+    code, output = run("mine", "--in", str(local / "m3e-hq"), "--out", str(local / "m3e-hq-with-score"), *common)
+    assert code == 0, output
+    got = remote_rows(fs, f"{name}/out/m3e-hq-with-score/webqa")
+    want = local_rows(local / "m3e-hq-with-score" / "webqa")
+    assert got == want and got and all(r["positive_score"] is not None for r in got)  # scored
+    assert fs.exists(f"{name}/out/m3e-hq-with-score/webqa/_SUCCESS.json")
+    assert fs.glob(f"{name}/out/cache/embeddings/*")  # the embedding cache went up beside it
+    # --in and --out must be side by side in one OUT on the store.
+    code, output = run("mine", "--in", f"s3://{name}/out/m3e-hq", "--out", str(tmp_path / "scored"), *common)
+    assert code == 2 and "in one build folder" in output
