@@ -36,6 +36,7 @@ from m3e_data.storage.store import (
     atomic_write_json,
     file_sha256,
     read_success,
+    swap_in,
     temp_name,
 )
 
@@ -301,11 +302,7 @@ class RemoteOut:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        old = target.parent / temp_name(target.name + ".old")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, target)
 
     # -- during and at the end of a command --------------------------------------------------------
     def _committed_local(self) -> Iterator[str]:

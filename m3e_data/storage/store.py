@@ -223,13 +223,19 @@ def staged_folder(target: Path, owner: str = "build") -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    swap_in(tmp, target)
+    for hook in list(_commit_hooks):
+        hook(target)
+
+
+def swap_in(tmp: Path, target: Path) -> None:
+    """Put the finished folder `tmp` at `target` with renames, the old one (if any) moved aside first and
+    removed after: a reader sees the old folder or the new one, never a mix."""
     old = target.parent / temp_name(target.name + ".old")
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
-    for hook in list(_commit_hooks):
-        hook(target)
 
 
 def ordinary_permissions(folder: Path) -> None:
