@@ -36,9 +36,10 @@ import pyarrow.parquet as pq
 
 from m3e_data.executors.ray_session import require_ray
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.stages.hq.dedup import band_candidates, components, near_duplicates, survivors
+from m3e_data.stages.hq.decisions import Decisions, KeptIds
+from m3e_data.stages.hq.dedup import band_candidates, clusters, near_duplicates
 from m3e_data.stages.hq.quality import StatsParams
-from m3e_data.stages.hq.stage import STATS_BATCH, Decisions, Executor, SourceInput, _stats_task, write_source
+from m3e_data.stages.hq.stage import STATS_BATCH, Executor, SourceInput, _stats_task, write_source
 from m3e_data.storage.store import parquet_files
 
 STATS_TASK_ROWS = 100_000  # rows per statistics task: the part writer's row group, so no group is read twice
@@ -155,7 +156,7 @@ def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshol
     return pa.table({"a": involved[verified["a"].to_numpy()], "b": involved[verified["b"].to_numpy()]})
 
 
-def _write(out: Path, src: SourceInput, d: Decisions, kept_ids: pl.Series, run_key: dict[str, Any],
+def _write(out: Path, src: SourceInput, d: Decisions, kept_ids: KeptIds, run_key: dict[str, Any],
            fault: tuple[str, str] | None) -> str:
     _maybe_fail(fault, "write")
     write_source(out, src, d, kept_ids, run_key)
@@ -234,15 +235,16 @@ class RayExecutor(Executor):
                 f"{edges.height:,} verified near-duplicate edges exceed the driver's bound of {self.max_edges:,} "
                 f"(~64 bytes each); run hq with a stricter dedup.jaccard or more dedup.rows per band"
             )
-        labels = components(n, edges["a"].to_numpy(), edges["b"].to_numpy())
-        return survivors(labels, rank), edges
+        return clusters(n, edges["a"].to_numpy(), edges["b"].to_numpy(), rank), edges
 
-    def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: pl.Series,
+    def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: KeptIds,
               run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
         ray = self.ray
         task = ray.remote(max_retries=3)(_write)
-        ids = ray.put(kept_ids)
-        pending = {task.remote(out, src, d, ids, run_key, self.fault): src for src, d in jobs}
+        pending = {  # each writer gets the ids its own duplicates point to, not the corpus's
+            task.remote(out, src, d, kept_ids.subset(d.kept_gidx[d.kept_gidx >= 0]), run_key, self.fault): src
+            for src, d in jobs
+        }
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ray.get(done[0])  # a task that failed for good raises here

@@ -127,11 +127,26 @@ def band_candidates(gidx: np.ndarray, band: np.ndarray) -> pl.DataFrame:
 
 
 def candidates(bands: Iterable[tuple[np.ndarray, np.ndarray]]) -> pl.DataFrame:
-    """Unique candidate edges over every band; `bands` yields (gidx, band key) one band at a time."""
-    edges = [band_candidates(g, k) for g, k in bands]
-    if not edges:
-        return pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
-    return pl.concat(edges).unique()
+    """Unique candidate edges over every band; `bands` yields (gidx, band key) one band at a time.
+
+    The repeats are dropped band by band: a near-copy pair collides in most of the bands, so holding every
+    band's edges until the end would hold each candidate up to `bands` times."""
+    edges = pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
+    for g, k in bands:
+        edges = pl.concat([edges, band_candidates(g, k)]).unique()
+    return edges
+
+
+def clusters(n: int, a: np.ndarray, b: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """For each of n rows, the row its cluster (connected component of the edges a-b) keeps: the member of
+    lowest rank. Only the rows in an edge are labelled, so the work follows the duplicates, not the corpus."""
+    keep = np.arange(n, dtype=np.int64)
+    if len(a) == 0:
+        return keep
+    nodes = np.unique(np.concatenate([a, b]))
+    labels = components(len(nodes), np.searchsorted(nodes, a), np.searchsorted(nodes, b))
+    keep[nodes] = nodes[survivors(labels, rank[nodes])]
+    return keep
 
 
 PAIR_SET_ROWS = 1 << 13  # rows shingled at once: bounds the temporaries of shingle_batch (~100 MB at 300 chars)
@@ -323,5 +338,4 @@ def near_duplicates(
         pl.Series("jaccard", pair, pl.Float32), pl.Series("side_jaccard", side, pl.Float32),
         pl.Series("positive_jaccard", positive, pl.Float32), pl.Series("question", strict, pl.Boolean),
     ).filter(pl.Series(duplicate, dtype=pl.Boolean))
-    labels = components(n, verified["a"].to_numpy(), verified["b"].to_numpy())
-    return survivors(labels, rank), verified
+    return clusters(n, verified["a"].to_numpy(), verified["b"].to_numpy(), rank), verified
