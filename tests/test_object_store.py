@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
+import shutil
 import sys
 from pathlib import Path
 
@@ -312,3 +313,81 @@ def test_mine_reads_and_writes_the_store(bucket, tmp_path):
     # --in and --out must be side by side in one OUT on the store.
     code, output = run("mine", "--in", f"s3://{name}/out/m3e-hq", "--out", str(tmp_path / "scored"), *common)
     assert code == 2 and "in one build folder" in output
+
+
+def test_folders_a_smaller_build_drops_are_removed_from_the_store(bucket, tmp_path):
+    """hq removes the m3e-hq and rejects folders of sources a build no longer selects: the push removes them
+    from the store as well (a fresh pull must not bring them back), our files only."""
+    from m3e_data.storage.remote import RemoteOut
+
+    fs, name = bucket
+    raw = upload_demo(fs, name)
+    out = f"{name}/out"
+    code, output = remote_build(name, raw, tmp_path / "work1")
+    assert code == 0, output
+    dropped = ["webqa", "zhuiyi_nl2sql"]
+    gone = sorted({f.rsplit("/", 1)[0].removeprefix(out + "/") for f in fs.glob(f"{out}/**/_SUCCESS.json")
+                   if f.split("/")[-2] in dropped and f.split("/")[2] in ("m3e-hq", "rejects")})
+    assert {"m3e-hq/webqa", "m3e-hq/zhuiyi_nl2sql"} < set(gone) and any(g.startswith("rejects/") for g in gone)
+    users = [f"{out}/m3e-hq/webqa/NOTES.md", f"{out}/notes.txt"]
+    for path in users:
+        fs.pipe_file(path, b"mine, not m3e-data's")
+
+    kept = [s for s in SOURCES if s not in dropped]
+    code, output = run("build", "--recipe", ",".join(kept), "--sources", raw, "--out", f"s3://{name}/out",
+                       "--work-dir", str(tmp_path / "work2"), "--allow-empty")
+    assert code == 0, output
+    assert f"removed {len(gone)} stage folder(s)" in " ".join(output.split()), output
+
+    for folder in gone:
+        assert not fs.exists(f"{out}/{folder}/_SUCCESS.json"), folder
+        assert not fs.glob(f"{out}/{folder}/part-*.parquet") and not fs.exists(f"{out}/{folder}/.m3e-owner.json")
+    for path in users:
+        assert fs.cat_file(path) == b"mine, not m3e-data's", path
+    for source in kept:
+        assert fs.exists(f"{out}/m3e-hq/{source}/_SUCCESS.json")
+    for source in dropped:  # normalize's output is a cache the build keeps, on the store as locally
+        assert fs.exists(f"{out}/m3e/{source}/_SUCCESS.json")
+
+    # A fresh work dir pulls what is left: the dropped sources' hq outputs do not come back.
+    session = RemoteOut(f"s3://{name}/out", tmp_path / "work3")
+    session.open()
+    assert sorted(p.name for p in (session.mirror / "m3e-hq").iterdir()) == kept
+    for folder in gone:
+        assert not (session.mirror / folder).exists(), folder
+    assert session.deleted == []  # nothing half-removed was left for the next command to clean
+    # The first machine's mirror, behind the store, does not put them back either: hq on it runs the
+    # smaller selection the manifest now records.
+    code, output = run("hq", f"s3://{name}/out", "--work-dir", str(tmp_path / "work1"))
+    assert code == 0, output
+    assert sorted(p.split("/")[-2] for p in fs.glob(f"{out}/m3e-hq/*/_SUCCESS.json")) == kept
+
+
+def test_a_folder_another_writer_committed_again_is_not_removed(bucket, tmp_path):
+    """push removes a folder the mirror lost only while the store holds the record this session saw."""
+    from m3e_data.storage.remote import RemoteOut
+    from m3e_data.storage.store import SUCCESS, atomic_write_json, staged_folder
+
+    fs, name = bucket
+    first = RemoteOut(f"s3://{name}/out", tmp_path / "w1")
+    first.open()
+    with first:
+        for folder, key in (("m3e-hq/a", 1), ("m3e-hq/b", 2)):
+            with staged_folder(first.mirror / folder) as tmp:
+                (tmp / "part-00000.parquet").write_bytes(b"rows")
+                atomic_write_json(tmp / SUCCESS, {"key": key, "parts": ["part-00000.parquet"]})
+    session = RemoteOut(f"s3://{name}/out", tmp_path / "w2")
+    session.open()
+    assert sorted(session.folders) == ["m3e-hq/a", "m3e-hq/b"]
+    # Meanwhile the first machine rebuilt b: its record on the store is not the one this session pulled.
+    with first, staged_folder(first.mirror / "m3e-hq" / "b") as tmp:
+        (tmp / "part-00000.parquet").write_bytes(b"new rows")
+        atomic_write_json(tmp / SUCCESS, {"key": 3, "parts": ["part-00000.parquet"]})
+    for folder in ("a", "b"):
+        shutil.rmtree(session.mirror / "m3e-hq" / folder)
+    session.push()
+    assert session.removed == ["m3e-hq/a"]
+    fs.invalidate_cache()
+    assert not fs.find(f"{name}/out/m3e-hq/a")  # the marker and the part too
+    assert fs.cat_file(f"{name}/out/m3e-hq/b/part-00000.parquet") == b"new rows"
+    assert json.loads(fs.cat_file(f"{name}/out/m3e-hq/b/{SUCCESS}"))["key"] == 3

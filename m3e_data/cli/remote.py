@@ -86,6 +86,10 @@ def _finish(session: RemoteOut) -> None:
             return
         raise click.ClickException(line) from None
     messages.print(f"{session.url}: committed stage folders pushed", markup=False, highlight=False)
+    if session.removed:
+        shown = ", ".join(session.removed[:3]) + (", ..." if len(session.removed) > 3 else "")
+        messages.print(f"{session.url}: removed {len(session.removed)} stage folder(s) this command removed "
+                       f"locally ({shown})", markup=False, highlight=False)
 
 
 def check_sources_url(url: str) -> None:
