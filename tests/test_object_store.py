@@ -253,12 +253,30 @@ def test_what_is_a_url():
     assert not is_url("file:///tmp/x") and not is_url("/tmp/s3://x") and not is_url("out") and not is_url("C:\\x")
 
 
-def test_commands_that_write_local_folders_refuse_a_url(tmp_path):
+def test_commands_that_write_local_folders_refuse_a_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # click.Path makes s3://b/x a relative path, s3:/b/x: it must not be written
     code, output = run("export", str(tmp_path), "--format", "sentence-transformers", "--out", "s3://b/st")
     assert code == 2 and "object store URLs are taken by build, hq, report and mine only" in output
     code, output = run("export", "s3://b/out/m3e-hq", "--format", "sentence-transformers", "--out",
                        str(tmp_path / "st"))
     assert code == 2 and "object store URLs are taken by build, hq, report and mine only" in output
+    # Before any work (no Hub check, no model load), in one line that names the URL as typed.
+    for args, said in (
+        (["train", "--in", str(tmp_path), "--model", "x", "--out", "s3://b/model"], "train writes a local folder"),
+        (["train", "--in", "s3://b/out", "--model", "x", "--out", str(tmp_path / "m")],
+         "train --in takes a local folder or a Hub id, not an object store URL"),
+        (["train", "--in", str(tmp_path), "--model", "gs://b/base", "--out", str(tmp_path / "m")],
+         "train --model takes a local folder or a Hub id"),
+        (["eval", "--model", "x", "--task", str(tmp_path), "--out", "s3://b/r.json"], "eval writes a local file"),
+        (["report", str(tmp_path), "--html", "s3://b/report.html"], "report writes a local file"),
+        (["mine", "--in", str(tmp_path), "--out", str(tmp_path / "s"), "--model", "s3://b/m"],
+         "mine --model takes a local folder or a Hub id"),
+    ):
+        result = CliRunner().invoke(main, args)
+        flat = " ".join(result.output.split())
+        assert result.exit_code == 2 and said in flat, (args, result.output)
+        assert "Traceback" not in result.output and ("s3://" in flat or "gs://" in flat), (args, result.output)
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "gs:").exists()
 
 
 def test_each_committed_folder_is_pushed_as_it_commits(bucket, tmp_path):
