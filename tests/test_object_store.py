@@ -217,6 +217,38 @@ def test_ray_executor_with_sources_and_output_on_the_store(bucket, tmp_path):
     assert remote_rows(fs, f"{name}/out/m3e/webqa") == local_rows(_local_build(tmp_path, "webqa") / "m3e" / "webqa")
 
 
+def test_hq_on_ray_with_the_output_on_the_store(bucket, tmp_path):
+    """`hq s3://... --executor ray`: the workers write the mirror, the driver pushes what they committed;
+    the store then holds the rows the local executor writes."""
+    ray = pytest.importorskip("ray")
+    fs, name = bucket
+    url = f"s3://{name}/out"
+    code, output = run("build", "--recipe", ",".join(SOURCES), "--sources", "demo", "--out", url, "--no-hq",
+                       "--work-dir", str(tmp_path / "w1"), "--allow-empty")
+    assert code == 0, output
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code, output = run("hq", url, "--executor", "ray", "--work-dir", str(tmp_path / "w2"))
+    finally:
+        ray.shutdown()
+    assert code == 0, output
+    local = tmp_path / "local"
+    code, output = run("build", "--recipe", ",".join(SOURCES), "--sources", "demo", "--out", str(local),
+                       "--allow-empty")
+    assert code == 0, output
+    out = f"{name}/out"
+    for source in SOURCES:
+        assert fs.exists(f"{out}/m3e-hq/{source}/_SUCCESS.json"), source
+        got, want = remote_rows(fs, f"{out}/m3e-hq/{source}"), local_rows(local / "m3e-hq" / source)
+        assert [r["id"] for r in got] == [r["id"] for r in want], source
+    rejects = sorted(p.parent.relative_to(local).as_posix() for p in (local / "rejects").rglob("_SUCCESS.json"))
+    assert rejects and sorted(f.removeprefix(out + "/").rsplit("/", 1)[0]
+                              for f in fs.glob(f"{out}/rejects/*/*/_SUCCESS.json")) == rejects
+    hq_section = manifest(fs, name)["stages"]["hq"]["sources"]
+    assert {s: v["rows_out"] for s, v in hq_section.items()} == {s: len(local_rows(local / "m3e-hq" / s))
+                                                                 for s in SOURCES}
+
+
 def test_a_missing_bucket_or_source_is_one_line(bucket, tmp_path):
     code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", "s3://no-such-bucket-m3e/out",
                        "--work-dir", str(tmp_path / "w"))
