@@ -441,3 +441,26 @@ def test_a_folder_another_writer_committed_again_is_not_removed(bucket, tmp_path
     assert not fs.find(f"{name}/out/m3e-hq/a")  # the marker and the part too
     assert fs.cat_file(f"{name}/out/m3e-hq/b/part-00000.parquet") == b"new rows"
     assert json.loads(fs.cat_file(f"{name}/out/m3e-hq/b/{SUCCESS}"))["key"] == 3
+
+
+def test_a_folder_being_swapped_in_is_not_taken_for_removed(tmp_path):
+    """Between swap_in's renames a folder is briefly absent: a live process's temp beside it says so; a dead
+    run's leftover temp does not keep a removed folder on the store."""
+    import os
+    import subprocess
+
+    from m3e_data.storage.remote import RemoteOut
+
+    session = RemoteOut("s3://b/out", tmp_path / "w")
+    hq_dir = session.mirror / "m3e-hq"
+    hq_dir.mkdir(parents=True)
+    (hq_dir / "kept").mkdir()
+    assert not session._removed_locally("m3e-hq/kept") and session._removed_locally("m3e-hq/gone")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (hq_dir / f".m3e-tmp.{dead}.00ff.gone.old").mkdir()
+    assert session._removed_locally("m3e-hq/gone")
+    (hq_dir / f".m3e-tmp.{os.getpid()}.00ff.undergone").mkdir()  # a live temp of another folder
+    assert session._removed_locally("m3e-hq/gone")
+    (hq_dir / f".m3e-tmp.{os.getpid()}.00ff.gone").mkdir()
+    assert not session._removed_locally("m3e-hq/gone")

@@ -93,8 +93,8 @@ def _finish(session: RemoteOut) -> None:
     messages.print(f"{session.url}: committed stage folders pushed", markup=False, highlight=False)
     if session.removed:
         shown = ", ".join(session.removed[:3]) + (", ..." if len(session.removed) > 3 else "")
-        messages.print(f"{session.url}: removed {len(session.removed)} stage folder(s) this command removed "
-                       f"locally ({shown})", markup=False, highlight=False)
+        messages.print(f"{session.url}: removed {len(session.removed)} stage folder(s) this command dropped "
+                       f"({shown}); files of yours in them are kept", markup=False, highlight=False)
 
 
 def check_sources_url(url: str) -> None:

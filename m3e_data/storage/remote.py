@@ -11,7 +11,7 @@ crashed push left (our part files in a folder without a record) and nothing a us
 A stage folder the command removed from the mirror (hq drops the m3e-hq and rejects folders of sources a
 smaller build no longer selects) is removed from the store too when the command pushes, or a later pull
 would bring it back: only a folder this session saw committed there, with the same record still, and only
-our files in it (record last-in first-out: un-committed first, the marker last); a user's file stays.
+our files in it (un-committed first, its marker last); a user's file stays.
 
 Files outside stage folders (the manifest, the fingerprint and embedding caches, a report) are single
 objects, each PUT atomic on its own. Credentials come from fsspec/botocore's own configuration (env vars,
@@ -38,11 +38,13 @@ from m3e_data.storage.ownership import MARKER
 from m3e_data.storage.store import (
     SUCCESS,
     TEMP_PREFIX,
+    _alive,
     atomic_write_json,
     file_sha256,
     read_success,
     swap_in,
     temp_name,
+    temp_owner,
 )
 
 # The package each protocol needs, and the extra that installs it.
@@ -367,13 +369,14 @@ class RemoteOut:
         self.folders[folder] = raw
 
     def _removed_locally(self, folder: str) -> bool:
-        """The mirror no longer holds `folder` and no swap is putting it back (a temp of it beside: a Ray
-        worker between swap_in's two renames)."""
+        """The mirror no longer holds `folder` and no live process is swapping it in (a Ray worker between
+        swap_in's two renames leaves its temps beside; a dead run's temps do not count)."""
         local = self.mirror / folder
         if local.exists() or local.is_symlink():
             return False
         beside = local.parent.glob(f"{TEMP_PREFIX}*") if local.parent.is_dir() else iter(())
-        return not any(p.name.endswith((f".{local.name}", f".{local.name}.old")) for p in beside)
+        return not any(p.name.endswith((f".{local.name}", f".{local.name}.old"))
+                       and (pid := temp_owner(p.name)) is not None and _alive(pid) for p in beside)
 
     def remove_folder(self, folder: str) -> None:
         """Remove a committed stage folder from the store: only when its record is still the one this
