@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from m3e_data.stages.hq.minhash import hash_keys, shingle_batch
-from m3e_data.stages.hq.quality import normalize
+from m3e_data.stages.hq import setsim
+from m3e_data.stages.hq import sketch as kernels
+from m3e_data.stages.hq.minhash import codepoints, hash_keys, shingle_batch
+from m3e_data.stages.hq.quality import normal_forms
 
 QUALITY_RANK = {"excellent": 0, "good": 1}
 ALL_PAIRS_BUCKET = 10  # buckets up to this size emit every pair; larger ones a star (they are near-copies)
@@ -220,8 +220,13 @@ def similarities(
     """Exact 3-gram Jaccards of pairs a[i] and b[i] (indices into queries/positives): of the united pair
     sets (what the LSH bands estimate), of query with query, and of positive with positive. Where swap[i]
     (both rows s2s) and the crossed orientation (query with positive) is the more alike, the two side
-    figures are the crossed ones."""
+    figures are the crossed ones. Compiled (setsim) where numba is installed; this numpy path is the
+    reference it is tested against."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if kernels.USE_NUMBA:
+        cp, cp_starts = codepoints(list(queries) + list(positives))
+        return setsim.similarities(cp, cp_starts, len(queries), a, b,
+                                   swap if swap is not None else np.zeros(len(a), dtype=bool))
     keys, ptr = pair_sets(queries, positives)
     pair = edge_jaccard(keys, ptr, a, b)
     del keys, ptr  # before the side sets are built: never both sets alive at once
@@ -251,14 +256,12 @@ def pair_similarity(
 
 def question_rows(queries: Sequence[str], positives: Sequence[str], homogeneous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which rows are questions about their positive (s2p, normalised query no longer than the positive),
-    and each row's normalised query (the exact-dedup normalisation: NFKC, lower case, no whitespace,
-    punctuation or symbols)."""
-    q = normalize(pa.array(list(queries), pa.string()))
-    p = normalize(pa.array(list(positives), pa.string()))
-    q_len = pc.utf8_length(q).to_numpy(zero_copy_only=False)
-    p_len = pc.utf8_length(p).to_numpy(zero_copy_only=False)
+    and each row's normalised query as its exact-dedup key (quality.text_keys: NFKC, lower case, no
+    whitespace, punctuation or symbols; equal keys are equal normal forms, as in exact dedup)."""
+    q_key, q_len = normal_forms(queries)
+    _, p_len = normal_forms(positives)
     question = ~np.asarray(homogeneous, dtype=bool) & (q_len <= QUESTION_RATIO * p_len)
-    return question, np.array(q.to_pylist(), dtype=object)
+    return question, q_key
 
 
 VERIFY_ROWS = 1 << 14  # rows whose texts and 3-gram sets one verification chunk holds (~30 MB at 300 chars)

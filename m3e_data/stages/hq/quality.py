@@ -12,7 +12,7 @@ The rules fit short pairs, not web pages (see docs/design.md): no word or senten
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -84,6 +84,19 @@ def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     out = pc.utf8_normalize(texts, "NFKC")
     out = pc.utf8_lower(out)
     return pc.replace_substring_regex(out, _DROP_CHARS, "")
+
+
+def normal_forms(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(text_keys, length in code points) of each text's normal form (`normalize`): what near dedup's
+    question rule compares. Per code point with the compiled kernels where that is the same (normkey)."""
+    array = pa.array(list(texts), pa.string())
+    if kernels.USE_NUMBA:
+        cp, cp_starts = codepoints(texts)
+        return normkey.forms_from_codepoints(array, cp, cp_starts, _DROP_CHARS, normalize)
+    forms = normalize(array)
+    keys = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in forms.to_pylist()),
+                       dtype=np.uint64, count=len(forms))
+    return keys, pc.utf8_length(forms).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def text_keys(texts: pa.Array | pa.ChunkedArray, cp: np.ndarray | None = None, cp_starts: np.ndarray | None = None
