@@ -443,9 +443,8 @@ class SourceTexts:
     """texts(gidx) → (queries, positives) of rows by global number, read from the sources' parquet.
 
     A call reads the sources up to the last row it needs, so near dedup, which asks for one chunk of rows
-    at a time, first `spilled` its candidate rows: one pass writes their texts, in row order, to an Arrow
-    file that each chunk's rows are then taken from, memory-mapped only while they are taken (the pages a
-    chunk touched leave the process with the mapping)."""
+    at a time, first `spilled` its candidate rows: one pass writes their texts, in row order, to a scratch
+    file that each chunk reads its rows' bytes from."""
 
     def __init__(self, sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray],
                  scratch: Path | None = None) -> None:
@@ -482,43 +481,49 @@ class SourceTexts:
 
     @contextlib.contextmanager
     def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], tuple[list[str], list[str]]]]:
-        """A reader of the rows `gidx` (sorted, unique) from a scratch Arrow file, removed on exit."""
+        """A reader of the rows `gidx` (sorted, unique) from a scratch file, removed on exit.
+
+        The file holds each row's query and positive as UTF-8, back to back, in gidx order; where each row
+        starts and how long its two texts are stay in memory (16 bytes a row). A chunk reads exactly its
+        rows' bytes (os.pread), never mapping the file: its rows lie all over it, and a mapping kept the
+        pages it touched in the process (the whole file, ~900 MB at 4M pairs)."""
         if self.scratch is None or len(gidx) == 0:
             yield self
             return
         gidx = np.asarray(gidx, dtype=np.int64)
         self.scratch.mkdir(parents=True, exist_ok=True)
-        path = self.scratch / f"texts-{os.getpid()}.arrow"
-        schema = pa.schema([("query", pa.string()), ("positive", pa.string())])
+        path = self.scratch / f"texts-{os.getpid()}.bin"
+        start = np.zeros(len(gidx), dtype=np.int64)
+        q_len = np.zeros(len(gidx), dtype=np.int32)
+        p_len = np.zeros(len(gidx), dtype=np.int32)
         try:
-            starts = [0]  # the file's first row of each record batch
-            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-                for _, table in self._batches(gidx):  # gidx is sorted: the file's rows are gidx's order
-                    writer.write_batch(table.cast(schema).combine_chunks().to_batches()[0])
-                    starts.append(starts[-1] + table.num_rows)
-            bounds = np.array(starts, dtype=np.int64)
+            with open(path, "wb") as sink:
+                end = 0
+                for where, table in self._batches(gidx):  # gidx is sorted: the file's rows are gidx's order
+                    q = [t.encode("utf-8", "surrogatepass") for t in table.column("query").to_pylist()]
+                    p = [t.encode("utf-8", "surrogatepass") for t in table.column("positive").to_pylist()]
+                    ql = np.fromiter(map(len, q), dtype=np.int64, count=len(q))
+                    pl_ = np.fromiter(map(len, p), dtype=np.int64, count=len(p))
+                    ends = end + np.cumsum(ql + pl_)
+                    start[where], q_len[where], p_len[where] = ends - ql - pl_, ql, pl_
+                    sink.write(b"".join(x for pair in zip(q, p, strict=True) for x in pair))
+                    end = int(ends[-1]) if len(ends) else end
+            fd = os.open(path, os.O_RDONLY)
 
             def read(rows: np.ndarray) -> tuple[list[str], list[str]]:
                 at = np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))
-                if len(at) == 0:
-                    return [], []
-                order = np.argsort(at, kind="stable")
-                which = np.searchsorted(bounds, at[order], side="right") - 1
-                queries: list[str] = [""] * len(at)
-                positives: list[str] = [""] * len(at)
-                # Batch by batch: a take over the whole file would first concatenate it in memory.
-                with pa.memory_map(str(path)) as source:
-                    reader = pa.ipc.open_file(source)
-                    cuts = np.r_[0, np.flatnonzero(np.diff(which)) + 1, len(which)]  # which is sorted
-                    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-                        b = int(which[lo])
-                        got = reader.get_batch(b).take(pa.array(at[order[lo:hi]] - bounds[b]))
-                        for k, q, p in zip(order[lo:hi].tolist(), got.column(0).to_pylist(), got.column(1).to_pylist(),
-                                           strict=True):
-                            queries[k], positives[k] = q, p
+                queries: list[str] = []
+                positives: list[str] = []
+                for off, ql, pl_ in zip(start[at].tolist(), q_len[at].tolist(), p_len[at].tolist(), strict=True):
+                    data = os.pread(fd, ql + pl_, off)
+                    queries.append(data[:ql].decode("utf-8", "surrogatepass"))
+                    positives.append(data[ql:].decode("utf-8", "surrogatepass"))
                 return queries, positives
 
-            yield read
+            try:
+                yield read
+            finally:
+                os.close(fd)
         finally:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # another run's file may still be there
