@@ -552,3 +552,10 @@ def test_source_texts_spill_the_candidates_once_and_give_the_same_verdicts(tmp_p
     assert verified.select("a", "b").rows() == want_edges.select("a", "b").sort("a", "b").rows()
     assert sorted(reads) == ["src0", "src1"]  # each source read once, for many chunks
     assert not scratch.exists()
+    # On a pool, each worker reads its chunk's rows from the spill file itself: the same verdicts.
+    reads.clear()
+    keep, verified = near_duplicates(n, bands(), texts, rank, 0.8, s2s, 0.5,
+                                     map_chunks=lambda fn, items, th: stage._bounded_map(fn, items, th, 2))
+    assert keep.tolist() == want_keep.tolist()
+    assert verified.select("a", "b").rows() == want_edges.select("a", "b").sort("a", "b").rows()
+    assert sorted(reads) == ["src0", "src1"] and not scratch.exists()

@@ -272,9 +272,11 @@ MapChunks = Callable[[Callable[..., Verdicts], Iterator[tuple], tuple[float, flo
 
 def verify_chunk(chunk: tuple, thresholds: tuple[float, float]) -> Verdicts:
     """The verdicts on one chunk of candidate edges: (pair Jaccard, side Jaccard, positive Jaccard, question
-    rule, duplicate) per edge. `chunk` is (queries, positives, a, b, s2s) with a, b indices into the chunk's
-    rows. Pure and picklable: it runs in a pool worker."""
-    queries, positives, a, b, s2s = chunk
+    rule, duplicate) per edge. `chunk` is (texts, a, b, s2s) with a, b indices into the chunk's rows and
+    texts either (queries, positives) or an object whose load() reads them (stage.SpilledRows: the worker
+    reads its rows itself). Pure and picklable: it runs in a pool worker."""
+    texts, a, b, s2s = chunk
+    queries, positives = texts.load() if hasattr(texts, "load") else texts
     threshold, side_threshold = thresholds
     pair, query, positive = similarities(queries, positives, a, b, s2s[a] & s2s[b])
     question, norm_query = question_rows(queries, positives, s2s)
@@ -323,9 +325,11 @@ def near_duplicates(
         for lo in range(0, len(ga), step):
             ea, eb = ga[lo : lo + step], gb[lo : lo + step]
             rows = np.unique(np.concatenate([ea, eb]))
-            queries, positives = read(rows)
+            texts = read(rows)
+            if not hasattr(texts, "load"):  # the texts themselves (else the worker loads them)
+                texts = (list(texts[0]), list(texts[1]))
             s2s = s2s_all[rows] if s2s_all is not None else np.zeros(len(rows), dtype=bool)
-            yield list(queries), list(positives), np.searchsorted(rows, ea), np.searchsorted(rows, eb), s2s
+            yield texts, np.searchsorted(rows, ea), np.searchsorted(rows, eb), s2s
 
     # A text source that can set the candidates' rows aside first (stage.SourceTexts.spilled) reads each
     # chunk from there instead of from the start of its files.

@@ -63,9 +63,11 @@ from m3e_data.storage.store import (
     PartWriter,
     atomic_write_json,
     clean_stale,
+    commit_hooks_held,
     iter_batches,
     parquet_files,
     read_success,
+    run_commit_hooks,
     staged_folder,
 )
 
@@ -385,11 +387,26 @@ class Executor:
 
     def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: KeptIds,
               run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
-        """write_source for each (source, decisions)."""
-        for src, d in jobs:
-            write_source(out, src, d, kept_ids, run_key)
+        """write_source for each (source, decisions), `workers` sources at a time; each gets the ids its
+        own duplicates point to. The folders a source committed are announced here, in this process (an
+        object store's push runs here, not in a worker)."""
+        tasks = ((src, d, kept_ids.subset(d.kept_gidx[d.kept_gidx >= 0])) for src, d in jobs)
+        for (src, _), folders in zip(jobs, _bounded_map(_write_task, tasks, (out, run_key), self.workers),
+                                     strict=True):
             release_memory()
+            for folder in folders:
+                run_commit_hooks(Path(folder))
             on_written(src)
+
+
+def _write_task(job: tuple[SourceInput, Decisions, KeptIds], params: tuple[Path, dict[str, Any]]) -> list[str]:
+    """write_source in a pool worker; returns the folders it committed (m3e-hq's, then the rejects')."""
+    src, d, kept_ids = job
+    out, run_key = params
+    with commit_hooks_held():
+        write_source(out, src, d, kept_ids, run_key)
+    stages = [s for s in REJECT_STAGES if d.stage_codes(s) and np.isin(d.code, d.stage_codes(s)).any()]
+    return [str(out / "m3e-hq" / src.name), *(str(out / "rejects" / s / src.name) for s in stages)]
 
 
 def stats_path(out: Path, name: str) -> Path:
@@ -439,6 +456,31 @@ def read_stats(folder: Path, columns: list[str]) -> pl.DataFrame:
 # Decisions
 
 
+@dataclass
+class SpilledRows:
+    """Where some rows' texts lie in a spill file (SourceTexts.spilled); load() reads exactly their bytes
+    (os.pread), never mapping the file: the rows lie all over it, and a mapping kept every page it touched
+    in the process (the whole file, ~900 MB at 4M pairs)."""
+
+    path: str
+    start: np.ndarray  # int64: byte offset of each row's query, its positive right after
+    q_len: np.ndarray  # int32: UTF-8 bytes
+    p_len: np.ndarray
+
+    def load(self) -> tuple[list[str], list[str]]:
+        queries: list[str] = []
+        positives: list[str] = []
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for off, ql, pl_ in zip(self.start.tolist(), self.q_len.tolist(), self.p_len.tolist(), strict=True):
+                data = os.pread(fd, ql + pl_, off)
+                queries.append(data[:ql].decode("utf-8", "surrogatepass"))
+                positives.append(data[ql:].decode("utf-8", "surrogatepass"))
+        finally:
+            os.close(fd)
+        return queries, positives
+
+
 class SourceTexts:
     """texts(gidx) → (queries, positives) of rows by global number, read from the sources' parquet.
 
@@ -480,13 +522,13 @@ class SourceTexts:
         return queries, positives
 
     @contextlib.contextmanager
-    def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], tuple[list[str], list[str]]]]:
+    def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], Any]]:
         """A reader of the rows `gidx` (sorted, unique) from a scratch file, removed on exit.
 
         The file holds each row's query and positive as UTF-8, back to back, in gidx order; where each row
-        starts and how long its two texts are stay in memory (16 bytes a row). A chunk reads exactly its
-        rows' bytes (os.pread), never mapping the file: its rows lie all over it, and a mapping kept the
-        pages it touched in the process (the whole file, ~900 MB at 4M pairs)."""
+        starts and how long its two texts are stay in memory (16 bytes a row). The reader returns a chunk's
+        SpilledRows, which the pool worker verifying the chunk loads itself: the main process sends a few
+        numbers per row, not the texts."""
         if self.scratch is None or len(gidx) == 0:
             yield self
             return
@@ -508,22 +550,12 @@ class SourceTexts:
                     start[where], q_len[where], p_len[where] = ends - ql - pl_, ql, pl_
                     sink.write(b"".join(x for pair in zip(q, p, strict=True) for x in pair))
                     end = int(ends[-1]) if len(ends) else end
-            fd = os.open(path, os.O_RDONLY)
 
-            def read(rows: np.ndarray) -> tuple[list[str], list[str]]:
+            def read(rows: np.ndarray) -> SpilledRows:
                 at = np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))
-                queries: list[str] = []
-                positives: list[str] = []
-                for off, ql, pl_ in zip(start[at].tolist(), q_len[at].tolist(), p_len[at].tolist(), strict=True):
-                    data = os.pread(fd, ql + pl_, off)
-                    queries.append(data[:ql].decode("utf-8", "surrogatepass"))
-                    positives.append(data[ql:].decode("utf-8", "surrogatepass"))
-                return queries, positives
+                return SpilledRows(str(path), start[at], q_len[at], p_len[at])
 
-            try:
-                yield read
-            finally:
-                os.close(fd)
+            yield read
         finally:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # another run's file may still be there
