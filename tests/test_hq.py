@@ -238,14 +238,14 @@ def test_process_pool_gives_the_same_statistics(tmp_path):
     one, _ = hq.ensure_stats(out, src, quality.StatsParams(), 1, None)
     single = pl.read_parquet(one / "stats.parquet")
     shutil.rmtree(one)
-    monkey_batch = hq.STATS_BATCH
+    monkey_batch, monkey_task = hq.STATS_BATCH, hq.STATS_TASK_ROWS
     try:
-        hq.STATS_BATCH = 25  # several batches through two workers
+        hq.STATS_BATCH, hq.STATS_TASK_ROWS = 10, 25  # several tasks of several batches through two workers
         seen = []
         two, cached = hq.ensure_stats(out, src, quality.StatsParams(), 2, lambda *a: seen.append(a[2]))
         assert seen == [25, 50, 75, 100, 120]
     finally:
-        hq.STATS_BATCH = monkey_batch
+        hq.STATS_BATCH, hq.STATS_TASK_ROWS = monkey_batch, monkey_task
     assert not cached
     assert pl.read_parquet(two / "stats.parquet").equals(single)
 

@@ -186,12 +186,12 @@ def test_cli_executor_ray_without_ray(tmp_path, monkeypatch):
 def test_statistics_tasks_cut_within_a_part_file(tmp_path):
     """Several statistics tasks per part file (a source of one big file keeps every CPU busy): a task reads
     only rows [start, stop), across row groups, and the cached statistics and output are the local ones."""
-    from m3e_data.executors.hq_ray import _row_range
+    from m3e_data.stages.hq.stage import row_range
 
     path = tmp_path / "groups.parquet"
     pq.write_table(pa.table({"x": list(range(23))}), path, row_group_size=5)
     for start, stop in ((0, 23), (3, 12), (10, 15), (22, 23), (7, 7)):
-        rows = [x for b in _row_range(path, start, stop) for x in b.column(0).to_pylist()]
+        rows = [x for b in row_range(path, start, stop) for x in b.column(0).to_pylist()]
         assert rows == list(range(start, stop)), (start, stop)
     local, other = tmp_path / "local", tmp_path / "ray"
     _planted(local)

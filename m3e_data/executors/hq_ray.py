@@ -35,14 +35,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m3e_data.executors.ray_session import require_ray
-from m3e_data.schema import UNIFIED_SCHEMA
 from m3e_data.stages.hq.decisions import Decisions, KeptIds
 from m3e_data.stages.hq.dedup import band_candidates, clusters, near_duplicates
 from m3e_data.stages.hq.quality import StatsParams
-from m3e_data.stages.hq.stage import STATS_BATCH, Executor, SourceInput, _stats_task, write_source
+from m3e_data.stages.hq.stage import (
+    STATS_TASK_ROWS,
+    Executor,
+    SourceInput,
+    range_stats,
+    write_source,
+)
 from m3e_data.storage.store import parquet_files
 
-STATS_TASK_ROWS = 100_000  # rows per statistics task: the part writer's row group, so no group is read twice
 PARTITIONS = 8  # shuffle partitions for buckets and edges: enough to spread a small cluster's CPUs
 # Components run on the driver over the verified edges. Peak memory per edge: a and b (16 bytes), the
 # verified frame's three float32 Jaccards and flag (13), and components' labels[a], labels[b] and their
@@ -69,11 +73,6 @@ def _maybe_fail(fault: tuple[str, str] | None, step: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _stats_batch(batch: pa.Table, params: StatsParams, fault: tuple[str, str] | None) -> pa.Table:
-    _maybe_fail(fault, "stats")
-    return _stats_task(batch, params)
-
-
 def _partition(keys: list[np.ndarray], parts: int) -> np.ndarray:
     """A stable hash of the key columns mod parts (not Python's hash: it differs per process)."""
     h = np.zeros(len(keys[0]), dtype=np.uint64)
@@ -91,29 +90,10 @@ def _split(table: pa.Table, part: np.ndarray, parts: int) -> list[pa.Table]:
     return [table.take(pa.array(order[bounds[i]: bounds[i + 1]])) for i in range(parts)]
 
 
-def _row_range(path: Path, start: int, stop: int) -> Iterator[pa.RecordBatch]:
-    """Rows [start, stop) of a Parquet file in batches of at most STATS_BATCH, reading only their row groups."""
-    pf = pq.ParquetFile(path, pre_buffer=False)
-    try:
-        first = 0
-        for i in range(pf.metadata.num_row_groups):
-            n = pf.metadata.row_group(i).num_rows
-            lo, hi = max(start, first), min(stop, first + n)
-            if lo < hi:
-                yield from pf.read_row_group(i).slice(lo - first, hi - lo).to_batches(max_chunksize=STATS_BATCH)
-            first += n
-            if first >= stop:
-                break
-    finally:
-        pf.close()
-
-
 def _file_stats(path: str, params: StatsParams, fault: tuple[str, str] | None, start: int, stop: int) -> pa.Table:
-    """The statistics of rows [start, stop) of one part file, in row order (compute_stats is per row: batch
-    bounds do not matter)."""
+    """stage.range_stats: the statistics of rows [start, stop) of one part file, in row order."""
     _maybe_fail(fault, "stats")
-    tables = [_stats_task(pa.Table.from_batches([b]), params) for b in _row_range(Path(path), start, stop)]
-    return pa.concat_tables(tables) if tables else _stats_task(UNIFIED_SCHEMA.empty_table(), params)
+    return range_stats((path, start, stop), params)
 
 
 def _shuffle_band(band: int, gidx: np.ndarray, key: np.ndarray, parts: int) -> list[pa.Table]:

@@ -271,6 +271,46 @@ def _stats_task(table: pa.Table, params: StatsParams) -> pa.Table:
     return stats.append_column("split", table.column("split")).append_column("commercial", table.column("commercial"))
 
 
+STATS_TASK_ROWS = 100_000  # rows a statistics task reads itself: the part writer's row group, read once
+STATS_INPUT = ["id", "query", "positive", "negatives", "homogeneous", "split", "commercial"]
+
+
+def row_range(path: Path, start: int, stop: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Rows [start, stop) of a Parquet file in batches of at most STATS_BATCH, reading only their row groups."""
+    pf = pq.ParquetFile(path, pre_buffer=False)
+    try:
+        first = 0
+        for i in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(i).num_rows
+            lo, hi = max(start, first), min(stop, first + n)
+            if lo < hi:
+                group = pf.read_row_group(i, columns=columns)
+                yield from group.slice(lo - first, hi - lo).to_batches(max_chunksize=STATS_BATCH)
+            first += n
+            if first >= stop:
+                break
+    finally:
+        pf.close()
+
+
+def stats_ranges(folder: Path, rows: int | None = None) -> Iterator[tuple[str, int, int]]:
+    """(part file, start, stop) of each statistics task (STATS_TASK_ROWS rows) over a source's parts, in
+    row order."""
+    rows = rows or STATS_TASK_ROWS
+    for path in parquet_files(folder):
+        n = pq.read_metadata(path).num_rows
+        for start in range(0, n, rows):
+            yield str(path), start, min(start + rows, n)
+
+
+def range_stats(task: tuple[str, int, int], params: StatsParams) -> pa.Table:
+    """The statistics of rows [start, stop) of one part file, read by the worker itself, in row order
+    (compute_stats is per row: batch bounds do not matter); STATS_BATCH rows at a time bound its memory."""
+    path, start, stop = task
+    tables = [_stats_task(pa.Table.from_batches([b]), params) for b in row_range(Path(path), start, stop, STATS_INPUT)]
+    return pa.concat_tables(tables) if tables else _stats_task(UNIFIED_SCHEMA.empty_table(), params)
+
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -374,8 +414,9 @@ class Executor:
         self.workers = workers
 
     def stats(self, folder: Path, params: StatsParams) -> Iterator[pa.Table]:
-        """The statistics of a source's rows, in row order, batch by batch."""
-        return _bounded_map(_stats_task, _batches(folder), params, self.workers)
+        """The statistics of a source's rows, in row order, a task's rows at a time (each worker reads its
+        rows itself: the main process sends a file name and two numbers, not the rows)."""
+        return _bounded_map(range_stats, stats_ranges(folder), params, self.workers)
 
     def session(self) -> contextlib.AbstractContextManager[None]:
         """Held for the whole run: one pool of `workers` processes shared by every source's steps."""
