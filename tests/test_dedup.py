@@ -464,6 +464,18 @@ def _planted_corpus(n_base: int, seed: int) -> tuple[list[str], list[str], np.nd
     return queries, positives, np.array(s2s)
 
 
+def _planted_bands(queries: list[str], positives: list[str]):
+    """The 20 x 6 LSH bands of the rows' pair signatures (a fresh generator per call) and a fixed random
+    rank: the inputs both verification paths below are compared on."""
+    n = len(queries)
+    keys = band_keys(np.minimum(signatures(queries), signatures(positives)), 20, 6)
+
+    def bands():
+        return ((np.arange(n), keys[:, i]) for i in range(20))
+
+    return bands, np.random.default_rng(3).permutation(n)
+
+
 def test_chunked_pooled_verification_equals_the_whole_at_once_path(monkeypatch):
     """Verification in chunks of a few rows, spread over a real process pool, gives exactly the survivors
     and verified edges of the old path (all involved rows at once, in the main process)."""
@@ -472,13 +484,7 @@ def test_chunked_pooled_verification_equals_the_whole_at_once_path(monkeypatch):
 
     queries, positives, s2s = _planted_corpus(1200, seed=11)
     n = len(queries)
-    sig = np.minimum(signatures(queries), signatures(positives))
-    keys = band_keys(sig, 20, 6)
-    rank = np.random.default_rng(3).permutation(n)
-
-    def bands():
-        return ((np.arange(n), keys[:, i]) for i in range(20))
-
+    bands, rank = _planted_bands(queries, positives)
     want_keep, want_edges = _old_path(queries, positives, bands(), rank, s2s)
     assert (want_keep != np.arange(n)).sum() > 100 and want_edges["a"].n_unique() > 100  # a real workload
 
@@ -535,13 +541,7 @@ def test_source_texts_spill_the_candidates_once_and_give_the_same_verdicts(tmp_p
     some = np.random.default_rng(0).choice(n, 300, replace=False)
     assert texts(some) == ([queries[i] for i in some], [positives[i] for i in some])
 
-    sig = np.minimum(signatures(queries), signatures(positives))
-    keys = band_keys(sig, 20, 6)
-    rank = np.random.default_rng(3).permutation(n)
-
-    def bands():
-        return ((np.arange(n), keys[:, i]) for i in range(20))
-
+    bands, rank = _planted_bands(queries, positives)
     want_keep, want_edges = _old_path(queries, positives, bands(), rank, s2s)
     reads = []
     real_batches = stage._batches
