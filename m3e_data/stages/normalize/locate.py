@@ -17,7 +17,7 @@ ETag), and each file is downloaded once, with the files beside it, into a local 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from importlib import resources
@@ -144,37 +144,46 @@ def _match_local(root: Path, pattern: str, by_name: bool) -> list[Path]:
     return refuse_links_outside(root, sorted(p for p in root.glob(pattern) if p.is_file()))
 
 
+Choice = tuple[Layout, dict[str, list[str]], dict[str, list[str]]]  # layout, files by split, missing splits
+
+
+def _choose_layout(layouts: Sequence[Layout], splits: list[str] | None,
+                   find: Callable[[Layout, list[str]], tuple[dict[str, list[str]], str]]) -> tuple[Choice | None, list[str]]:
+    """The first layout for whose every wanted split `find` finds files; else the one with the most splits
+    found (its missing splits are built without); with, for each layout passed over, what it looked for.
+    `find(layout, wanted splits)` returns the files by split and a note of what it looked for."""
+    tried: list[str] = []
+    best: Choice | None = None
+    for layout in layouts:
+        wanted = [s for s in layout.splits if splits is None or s in splits]
+        files, note = find(layout, wanted)
+        missing = {s: list(layout.splits[s]) for s in wanted if s not in files}
+        if wanted and not missing:
+            return (layout, files, missing), tried
+        if files and (best is None or len(files) > len(best[1])):
+            best = (layout, files, missing)
+        tried.append(f"layout {layout.name!r} ({note})")
+    return best, tried
+
+
 def _locate_local(
     source: Source, root: Path, splits: list[str] | None, origin: str, cache: HashCache | None = None
 ) -> Located:
     """The first layout whose every wanted split is present; else the one with most splits present (its
     missing splits are listed on the result, and built without); else SourceMissing naming every file."""
-    tried = []
-    best: tuple[Layout, dict[str, list[str]], dict[str, list[str]]] | None = None
-    for layout in source.access.layouts:
-        by_name = layout.by_name  # download layouts, of download and Hub sources alike
-        wanted = [s for s in layout.splits if splits is None or s in splits]
+    def find(layout: Layout, wanted: list[str]) -> tuple[dict[str, list[str]], str]:
         if not wanted:
-            tried.append(f"layout {layout.name!r} (no split {', '.join(splits or [])}; it has "
-                         f"{', '.join(layout.splits)})")
-            continue
+            return {}, f"no split {', '.join(splits or [])}; it has {', '.join(layout.splits)}"
         files: dict[str, list[str]] = {}
-        missing: dict[str, list[str]] = {}
         for split in wanted:
             found: list[Path] = []
             for pattern in layout.splits[split]:
-                found += _match_local(root, pattern, by_name)
+                found += _match_local(root, pattern, layout.by_name)  # by name: download layouts
             if found:
                 files[split] = [str(p) for p in found]
-            else:
-                missing[split] = list(layout.splits[split])
-        if not missing:
-            best = (layout, files, missing)
-            break
-        if files and (best is None or len(files) > len(best[1])):
-            best = (layout, files, missing)
-        looked = "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted)
-        tried.append(f"layout {layout.name!r} ({looked})")
+        return files, "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted)
+
+    best, tried = _choose_layout(source.access.layouts, splits, find)
     if best is None:
         offered = sorted({s for layout in source.access.layouts for s in layout.splits})
         if splits is not None and not set(splits) & set(offered):
@@ -182,7 +191,7 @@ def _locate_local(
                 f"{source.name}: no split {', '.join(splits)} in any layout; it has {', '.join(offered)} "
                 f"(build with --splits {','.join(offered)}, or without --splits)"
             )
-        if by_name and tried:
+        if source.access.layouts and source.access.layouts[-1].by_name and tried:
             tried[-1] += ", each name looked for at any depth"
         raise SourceMissing(_missing_message(source, root, tried))
     layout, files, missing = best
@@ -241,14 +250,10 @@ def _locate_hub(source: Source, splits: list[str] | None) -> Located:
     most wanted splits present, built without the others."""
     a = source.access
     fs = hub_filesystem()
-    tried = []
-    best: tuple[Layout, dict[str, list[str]], dict[str, list[str]]] | None = None
-    for layout in a.layouts:
+    def find(layout: Layout, wanted: list[str]) -> tuple[dict[str, list[str]], str]:
         revision = layout.revision or a.revision
         repo_id = layout.repo_id or a.repo_id or ""
-        wanted = [s for s in layout.splits if splits is None or s in splits]
         files: dict[str, list[str]] = {}
-        gone = ""
         try:
             for split in wanted:
                 urls = []
@@ -261,14 +266,10 @@ def _locate_hub(source: Source, splits: list[str] | None) -> Located:
             # HfFileSystem raises this for a repo or revision that does not exist (a Parquet export branch
             # removed with the viewer, a pull request ref that is gone, a mirror repo deleted): that layout
             # is absent, and the next one is tried.
-            files, gone = {}, f": {_why_not_found(exc)}"
-        missing = {s: list(layout.splits[s]) for s in wanted if s not in files}
-        if wanted and not missing:
-            best = (layout, files, missing)
-            break
-        if files and (best is None or len(files) > len(best[1])):
-            best = (layout, files, missing)
-        tried.append(f"layout {layout.name!r} ({repo_id}@{revision}{gone})")
+            return {}, f"{repo_id}@{revision}: {_why_not_found(exc)}"
+        return files, f"{repo_id}@{revision}"
+
+    best, tried = _choose_layout(a.layouts, splits, find)
     if best is None:
         raise SourceMissing(_missing_message(source, f"hf://datasets/{a.repo_id}", tried))
     layout, files, missing = best
@@ -308,10 +309,7 @@ def _locate_store(source: Source, url: str, splits: list[str] | None) -> Located
     rels = [r for r in infos if not PurePosixPath(r).name.startswith(".")]
     if not rels:
         raise SourceMissing(_missing_message(source, base, ["nothing (no objects under it)"]))
-    tried = []
-    best: tuple[Layout, dict[str, list[str]], dict[str, list[str]]] | None = None
-    for layout in source.access.layouts:
-        wanted = [s for s in layout.splits if splits is None or s in splits]
+    def find(layout: Layout, wanted: list[str]) -> tuple[dict[str, list[str]], str]:
         files: dict[str, list[str]] = {}
         for split in wanted:
             matched: list[str] = []
@@ -322,14 +320,9 @@ def _locate_store(source: Source, url: str, splits: list[str] | None) -> Located
                     raise SourceMissing(f"{base}: {exc}") from None
             if matched:
                 files[split] = matched
-        missing = {s: list(layout.splits[s]) for s in wanted if s not in files}
-        if wanted and not missing:
-            best = (layout, files, missing)
-            break
-        if files and (best is None or len(files) > len(best[1])):
-            best = (layout, files, missing)
-        looked = "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted) or "no wanted split"
-        tried.append(f"layout {layout.name!r} ({looked})")
+        return files, "; ".join(f"{s}: {', '.join(layout.splits[s])}" for s in wanted) or "no wanted split"
+
+    best, tried = _choose_layout(source.access.layouts, splits, find)
     if best is None:
         raise SourceMissing(_missing_message(source, base, tried))
     layout, chosen, missing = best
