@@ -283,9 +283,15 @@ def row_range(path: Path, start: int, stop: int, columns: list[str] | None = Non
         for i in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(i).num_rows
             lo, hi = max(start, first), min(stop, first + n)
-            if lo < hi:
-                group = pf.read_row_group(i, columns=columns)
-                yield from group.slice(lo - first, hi - lo).to_batches(max_chunksize=STATS_BATCH)
+            if lo < hi:  # the group batch by batch: a whole group's decoded columns would sit in memory
+                at = first
+                for batch in pf.iter_batches(batch_size=STATS_BATCH, row_groups=[i], columns=columns):
+                    a, b = max(lo, at), min(hi, at + batch.num_rows)
+                    if a < b:
+                        yield batch.slice(a - at, b - a)
+                    at += batch.num_rows
+                    if at >= hi:
+                        break
             first += n
             if first >= stop:
                 break
