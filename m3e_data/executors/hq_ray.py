@@ -23,9 +23,13 @@ on the driver, as in the local executor: they read a few narrow columns of the c
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import itertools
 import os
 import signal
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +42,34 @@ from m3e_data.executors.ray_session import require_ray
 from m3e_data.schema import UNIFIED_SCHEMA
 from m3e_data.stages.hq.dedup import band_candidates, components, near_duplicates, survivors
 from m3e_data.stages.hq.quality import StatsParams
-from m3e_data.stages.hq.stage import STATS_BATCH, Decisions, Executor, SourceInput, _stats_task, write_source
+from m3e_data.stages.hq.stage import (
+    STATS_BATCH,
+    Decisions,
+    Executor,
+    SourceInput,
+    _stats_task,
+    release_memory,
+    write_source,
+)
 from m3e_data.storage.store import parquet_files
 
 STATS_TASK_ROWS = 100_000  # rows per statistics task: the part writer's row group, so no group is read twice
-PARTITIONS = 8  # shuffle partitions for buckets and edges: enough to spread a small cluster's CPUs
+PARTITIONS = 8  # the fewest shuffle partitions (and verification tasks): enough to spread a small cluster's CPUs
+# A task's share of the shuffle is bounded, not a fixed fraction of the corpus (which grew a worker by ~390 MB
+# per million rows: benchmarks/bench_scale.py):
+# - MAP_ROWS: rows of one band one map task splits (~70 bytes a row at its peak: ~35 MB);
+# - BUCKET_ENTRIES: (band, key, gidx) entries one bucket task holds: partitions = live rows x bands /
+#   BUCKET_ENTRIES, at least PARTITIONS. Measured 50-90 bytes an entry at the task's peak (polars' group-by
+#   and join in band_candidates): ~100-180 MB;
+# - VERIFY_EDGES: candidate edge copies (16 bytes; an edge found in k bands comes k times) one verification
+#   task holds: the bucket tasks' pieces are grouped into tasks of about this many (at least PARTITIONS tasks,
+#   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.near_duplicates)
+#   from the task's own spill of its rows' texts, so texts do not add to this.
+# Entries a hash partition gets vary around the mean (a few percent at these sizes), and a bucket with one
+# key is never split: a key shared by millions of rows would still land in one task.
+MAP_ROWS = 500_000
+BUCKET_ENTRIES = 2_000_000
+VERIFY_EDGES = 2_000_000
 # Components run on the driver over the verified edges. Peak memory per edge: a and b (16 bytes), the
 # verified frame's three float32 Jaccards and flag (13), and components' labels[a], labels[b] and their
 # minimum (24): ~64 bytes, so MAX_EDGES is ~1 GiB of driver memory. Every near-duplicate row brings at
@@ -111,54 +138,111 @@ def _file_stats(path: str, params: StatsParams, fault: tuple[str, str] | None, s
     """The statistics of rows [start, stop) of one part file, in row order (compute_stats is per row: batch
     bounds do not matter)."""
     _maybe_fail(fault, "stats")
-    tables = [_stats_task(pa.Table.from_batches([b]), params) for b in _row_range(Path(path), start, stop)]
-    return pa.concat_tables(tables) if tables else _stats_task(UNIFIED_SCHEMA.empty_table(), params)
+    try:
+        tables = [_stats_task(pa.Table.from_batches([b]), params) for b in _row_range(Path(path), start, stop)]
+        return pa.concat_tables(tables) if tables else _stats_task(UNIFIED_SCHEMA.empty_table(), params)
+    finally:
+        release_memory()
+
+
+def partitions_for(rows: int, bands: int, least: int = PARTITIONS, entries: int = BUCKET_ENTRIES) -> int:
+    """Shuffle partitions for `rows` live rows of `bands` bands: each bucket task about `entries` entries."""
+    return max(least, -(-rows * bands // entries), 1)
+
+
+def verify_groups(counts: np.ndarray, least: int = PARTITIONS, edges: int = VERIFY_EDGES) -> list[list[int]]:
+    """The edge partitions (by their edge copies `counts`) each verification task takes: consecutive runs of
+    about the same number of copies, enough tasks that each holds about `edges`, at least `least` (where there
+    are that many partitions). Fewer, larger tasks than partitions: each task reads the sources' texts once."""
+    parts = len(counts)
+    tasks = min(parts, max(least, -(-int(counts.sum()) // edges), 1))
+    cum = np.cumsum(counts)
+    # Partition p goes to the task its copies' midpoint falls in: runs of even weight, in order.
+    mid = (cum - counts / 2) * tasks / max(int(cum[-1]), 1) if parts else np.zeros(0)
+    task_of = np.minimum(mid.astype(np.int64), tasks - 1)
+    return [g for g in (np.flatnonzero(task_of == t).tolist() for t in range(tasks)) if g]
 
 
 def _shuffle_band(band: int, gidx: np.ndarray, key: np.ndarray, parts: int) -> list[pa.Table]:
-    """One band's (band, key, gidx) rows split by hash(band, key): a bucket lands whole in one partition."""
-    table = pa.table({"band": np.full(len(gidx), band, dtype=np.int64), "key": key, "gidx": gidx})
-    return _split(table, _partition([table["band"].to_numpy(), key], parts), parts)
+    """Some rows of one band as (band, key, gidx) split by hash(band, key): a bucket lands whole in one
+    partition."""
+    try:
+        table = pa.table({"band": np.full(len(gidx), band, dtype=np.int64), "key": key, "gidx": gidx})
+        return _split(table, _partition([table["band"].to_numpy(), key], parts), parts)
+    finally:
+        release_memory()
 
 
-def _bucket_edges(parts: int, *pieces: pa.Table) -> list[pa.Table]:
+def _bucket_edges(parts: int, *pieces: pa.Table) -> list[Any]:
     """Candidate edges of one partition's whole buckets, band by band (band_candidates' rule), split again by
-    hash(edge) so that every copy of an edge (found in several bands) meets in one verification task."""
-    df = pl.from_arrow(pa.concat_tables(pieces))
-    assert isinstance(df, pl.DataFrame)
-    edges = [band_candidates(g["gidx"].to_numpy(), g["key"].to_numpy()) for _, g in df.group_by("band")]
-    out = pl.concat(edges) if edges else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
-    table = out.to_arrow()
-    return _split(table, _partition([out["a"].to_numpy(), out["b"].to_numpy()], parts), parts)
+    hash(edge) so that every copy of an edge (found in several bands) meets in one verification task; last,
+    the number of edges in each piece (what the driver groups them into verification tasks by)."""
+    try:
+        df = pl.from_arrow(pa.concat_tables(pieces))
+        assert isinstance(df, pl.DataFrame)
+        edges = [band_candidates(g["gidx"].to_numpy(), g["key"].to_numpy()) for _, g in df.group_by("band")]
+        del df
+        out = pl.concat(edges) if edges else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
+        del edges
+        split = _split(out.to_arrow(), _partition([out["a"].to_numpy(), out["b"].to_numpy()], parts), parts)
+        return [*split, np.array([t.num_rows for t in split], dtype=np.int64)]
+    finally:
+        release_memory()
 
 
 def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshold: float,
             fault: tuple[str, str] | None, *pieces: pa.Table) -> pa.Table:
-    """The verified edges among one partition's candidates, by dedup.near_duplicates itself: each edge
+    """The verified edges among some partitions' candidates, by dedup.near_duplicates itself: each edge
     becomes a bucket of its two rows, which near_duplicates turns back into exactly that edge and verifies
-    (the same rule whatever the dedup module's verification becomes)."""
+    (the same rule whatever the dedup module's verification becomes).
+
+    The rows' texts are read once, in one pass over the sources, into a scratch file of this task's own
+    (SourceTexts.spilled, under OUT/.cache/hq-verify/), from which each chunk takes its rows."""
     _maybe_fail(fault, "verify")
-    edges = pl.from_arrow(pa.concat_tables(pieces))
-    assert isinstance(edges, pl.DataFrame)
-    edges = edges.unique()
-    if edges.height == 0:
-        return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
-    ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
-    involved = np.unique(np.concatenate([ga, gb]))
-    la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
-    gidx = np.stack([la, lb], axis=1).ravel()
-    bucket = np.repeat(np.arange(len(la), dtype=np.uint64), 2)
-    _, verified = near_duplicates(
-        len(involved), [(gidx, bucket)], lambda local: texts(involved[local]),
-        np.arange(len(involved), dtype=np.int64), threshold, homogeneous[involved], side_threshold,
-    )
-    return pa.table({"a": involved[verified["a"].to_numpy()], "b": involved[verified["b"].to_numpy()]})
+    try:
+        edges = pl.from_arrow(pa.concat_tables(pieces))
+        assert isinstance(edges, pl.DataFrame)
+        edges = edges.unique()
+        if edges.height == 0:
+            return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
+        ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
+        del edges
+        involved = np.unique(np.concatenate([ga, gb]))
+        la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
+        del ga, gb
+        gidx = np.stack([la, lb], axis=1).ravel()
+        bucket = np.repeat(np.arange(len(la), dtype=np.uint64), 2)
+        del la, lb
+        own = getattr(texts, "with_scratch", None)
+        scratch = getattr(texts, "scratch", None)
+        spill = own(scratch / f"task-{uuid.uuid4().hex}").spilled(involved) if own and scratch else None
+        with spill if spill is not None else contextlib.nullcontext(texts) as read:
+            _, verified = near_duplicates(
+                len(involved), [(gidx, bucket)], lambda local: read(involved[local]),
+                np.arange(len(involved), dtype=np.int64), threshold, homogeneous[involved], side_threshold,
+            )
+        return pa.table({"a": involved[verified["a"].to_numpy()], "b": involved[verified["b"].to_numpy()]})
+    finally:
+        release_memory()
+
+
+def needed_ids(d: Decisions, kept_ids: pl.Series) -> tuple[Decisions, pl.Series]:
+    """A source's decisions with kept_gidx renumbered into the ids its duplicates point to, and those ids:
+    what its write task needs of the whole corpus's ids (write_source gives the same rows with either)."""
+    dup = d.kept_gidx >= 0
+    rows = np.unique(d.kept_gidx[dup])
+    kept = np.full(len(d.kept_gidx), -1, dtype=np.int64)
+    kept[dup] = np.searchsorted(rows, d.kept_gidx[dup])
+    return dataclasses.replace(d, kept_gidx=kept), kept_ids.gather(rows)
 
 
 def _write(out: Path, src: SourceInput, d: Decisions, kept_ids: pl.Series, run_key: dict[str, Any],
            fault: tuple[str, str] | None) -> str:
     _maybe_fail(fault, "write")
-    write_source(out, src, d, kept_ids, run_key)
+    try:
+        write_source(out, src, d, kept_ids, run_key)
+    finally:
+        release_memory()
     return src.name
 
 
@@ -170,13 +254,17 @@ class RayExecutor(Executor):
     """
 
     def __init__(self, partitions: int = PARTITIONS, max_edges: int = MAX_EDGES,
-                 fault: tuple[str, str] | None = None, stats_rows: int = STATS_TASK_ROWS) -> None:
+                 fault: tuple[str, str] | None = None, stats_rows: int = STATS_TASK_ROWS,
+                 bucket_entries: int = BUCKET_ENTRIES, verify_edges: int = VERIFY_EDGES,
+                 map_rows: int = MAP_ROWS) -> None:
         super().__init__(1)
         self.ray = require_ray()
-        self.partitions = partitions
+        self.partitions = partitions  # the fewest: more where the input asks for them (partitions_for)
         self.stats_rows = stats_rows
         self.max_edges = max_edges
         self.fault = fault
+        self.bucket_entries, self.verify_edges, self.map_rows = bucket_entries, verify_edges, map_rows
+        self.last_partitions = self.last_verify_tasks = 0  # what the last near_duplicates used (tests, logs)
 
     def stats(self, folder: Path, params: StatsParams) -> Iterator[pa.Table]:
         """One Ray task per `stats_rows` rows of each part file, at most 2 x CPUs in flight; results in row order."""
@@ -207,25 +295,39 @@ class RayExecutor(Executor):
         homogeneous: np.ndarray | None = None,
         side_threshold: float = 0.5,
     ) -> tuple[np.ndarray, pl.DataFrame]:
-        ray, parts = self.ray, self.partitions
-        shuffle = ray.remote(num_returns=parts, max_retries=3)(_shuffle_band)
-        bucket = ray.remote(num_returns=parts, max_retries=3)(_bucket_edges)
-        verify = ray.remote(max_retries=3)(_verify)
-        mapped = [shuffle.remote(i, np.asarray(g, dtype=np.int64), np.asarray(k, dtype=np.uint64), parts)
-                  for i, (g, k) in enumerate(bands)]
+        ray = self.ray
+        band_list = bands if isinstance(bands, Sized) else list(bands)
+        it = iter(band_list)
+        first = next(it, None)
         edges = pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
-        if mapped:
-            if parts == 1:
-                mapped = [[m] for m in mapped]
+        if first is not None:
+            parts = partitions_for(len(first[0]), len(band_list), self.partitions, self.bucket_entries)
+            self.last_partitions = parts
+            shuffle = ray.remote(num_returns=parts, max_retries=3)(_shuffle_band)
+            bucket = ray.remote(num_returns=parts + 1, max_retries=3)(_bucket_edges)
+            verify = ray.remote(max_retries=3)(_verify)
+            mapped: list[list[Any]] = []
+            for i, (g, k) in enumerate(itertools.chain([first], it)):
+                g, k = np.asarray(g, dtype=np.int64), np.asarray(k, dtype=np.uint64)
+                for lo in range(0, max(len(g), 1), self.map_rows):
+                    refs = shuffle.remote(i, g[lo: lo + self.map_rows], k[lo: lo + self.map_rows], parts)
+                    mapped.append([refs] if parts == 1 else refs)
             by_bucket = [bucket.remote(parts, *(m[p] for m in mapped)) for p in range(parts)]
-            if parts == 1:
-                by_bucket = [[b] for b in by_bucket]
+            del mapped
+            counts = np.sum(ray.get([b[parts] for b in by_bucket]), axis=0)
+            groups = verify_groups(counts, self.partitions, self.verify_edges)
+            self.last_verify_tasks = len(groups)
             s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)
             texts_ref, s2s_ref = ray.put(texts), ray.put(s2s)
             verified = ray.get([
-                verify.remote(texts_ref, s2s_ref, threshold, side_threshold, self.fault, *(b[p] for b in by_bucket))
-                for p in range(parts)
+                verify.remote(texts_ref, s2s_ref, threshold, side_threshold, self.fault,
+                              *(b[p] for p in group for b in by_bucket))
+                for group in groups
             ])
+            scratch = getattr(texts, "scratch", None)
+            if scratch is not None:  # the tasks' folders are gone; another run's may still be there
+                with contextlib.suppress(OSError):
+                    Path(scratch).rmdir()
             found = pl.from_arrow(pa.concat_tables(verified))
             assert isinstance(found, pl.DataFrame)
             edges = found.sort("a", "b")
@@ -239,10 +341,13 @@ class RayExecutor(Executor):
 
     def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: pl.Series,
               run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
+        """write_source per source in a Ray task, each given only the ids its duplicates point to."""
         ray = self.ray
         task = ray.remote(max_retries=3)(_write)
-        ids = ray.put(kept_ids)
-        pending = {task.remote(out, src, d, ids, run_key, self.fault): src for src, d in jobs}
+        pending = {}
+        for src, d in jobs:
+            mine, ids = needed_ids(d, kept_ids)
+            pending[task.remote(out, src, mine, ids, run_key, self.fault)] = src
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ray.get(done[0])  # a task that failed for good raises here
