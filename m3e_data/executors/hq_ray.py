@@ -4,15 +4,23 @@
   stage._stats_task over their batches (a task per whole file left a source of one part file on one CPU:
   benchmarks/bench_scale.py); the driver streams the results, in row order, into the same cached stats
   file the local path writes, so a thresholds-only rerun reads the cache and takes seconds whichever executor made it.
-- candidate edges: a hash shuffle in Ray tasks. A map task per band splits the live rows' (band, key, gidx)
-  by hash(band, key) into PARTITIONS pieces; a reduce task per partition holds whole buckets and turns them
-  into edges with dedup.band_candidates, split again by hash(edge).
-- verification: a task per edge partition holds every copy of its edges, drops the repeats and verifies the
-  rest with dedup.near_duplicates itself (see `_verify`), reading the rows' texts from the sources.
+- candidate edges: a hash shuffle in Ray tasks. Map tasks (MAP_ROWS rows of one band each) split the live
+  rows' (band, key, gidx) by hash(band, key) into `partitions_for` pieces, a number that grows with live rows
+  x bands so that a reduce task holds about BUCKET_ENTRIES entries however large the corpus; a reduce task
+  per partition holds whole buckets and turns them into edges with dedup.band_candidates, split again by
+  hash(edge), and says how many edges each piece holds.
+- verification: a task per run of edge partitions (`verify_groups`: about VERIFY_EDGES edge copies each)
+  holds every copy of its edges, drops the repeats and verifies the rest with dedup.near_duplicates itself
+  (see `_verify`), reading its rows' texts once, in one pass over the sources, into a scratch file of its own.
 - connected components and survivors: on the driver (dedup.components / dedup.survivors) over the verified
   edges, refused past MAX_EDGES (see there).
 - survivors and rejects: one Ray task per source runs stage.write_source (OUT must be a folder every
-  node sees, as it is for a local cluster).
+  node sees, as it is for a local cluster), sent only the ids its duplicates point to (`needed_ids`).
+
+A worker's memory is bounded by these constants, not by the input's size, except for what every
+verification task is sent of the whole corpus: a row number and an s2s flag per live row (9 bytes a row,
+zero-copy from the object store) that map its rows to their sources. Each task hands its freed memory back
+(stage.release_memory) before the worker runs the next.
 
 Every task is retried by Ray when its worker dies (max_retries); each is a pure function of its inputs
 or an atomic folder write, so a retry gives the same output. Ray Data (read_parquet/map_batches, groupby)
