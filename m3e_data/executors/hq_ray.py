@@ -35,7 +35,9 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
@@ -171,48 +173,78 @@ def verify_groups(counts: np.ndarray, least: int = PARTITIONS, edges: int = VERI
     return [g for g in (np.flatnonzero(task_of == t).tolist() for t in range(tasks)) if g]
 
 
-def _shuffle_band(band: int, gidx: np.ndarray, key: np.ndarray, parts: int) -> list[pa.Table]:
-    """Some rows of one band as (band, key, gidx) split by hash(band, key): a bucket lands whole in one
-    partition."""
+ENTRY_SCHEMA = pa.schema([("band", pa.int64()), ("key", pa.uint64()), ("gidx", pa.int64())])
+EDGE_SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.int64())])
+
+
+def _save(path: Path, tables: list[pa.Table], schema: pa.Schema) -> None:
+    """tables as the record batches 0..n-1 of one Arrow file, written whole or not at all (a retried task
+    writes it again)."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for table in tables:
+            batches = table.cast(schema).combine_chunks().to_batches()
+            writer.write_batch(batches[0] if batches else pa.RecordBatch.from_pylist([], schema=schema))
+    os.replace(tmp, path)
+
+
+def _load(pieces: Sequence[tuple[str, int]], schema: pa.Schema) -> pa.Table:
+    """Record batch i of each file: read into this task's own memory (not mapped), so that what the task
+    read leaves the worker with the task."""
+    batches = []
+    for path, i in pieces:
+        with pa.OSFile(path, "rb") as source:
+            batches.append(pa.ipc.open_file(source).get_batch(i))
+    return pa.Table.from_batches(batches, schema)
+
+
+def _shuffle_band(src: str, dst: str, band: int, parts: int) -> None:
+    """Some rows of one band (file `src`: gidx, key) as (band, key, gidx), split by hash(band, key) into the
+    batches of file `dst`: a bucket lands whole in one partition."""
     try:
-        table = pa.table({"band": np.full(len(gidx), band, dtype=np.int64), "key": key, "gidx": gidx})
-        return _split(table, _partition([table["band"].to_numpy(), key], parts), parts)
+        with pa.OSFile(src, "rb") as source:
+            rows = pa.ipc.open_file(source).read_all()
+        key = rows["key"].to_numpy()
+        table = pa.table({"band": np.full(len(key), band, dtype=np.int64), "key": key, "gidx": rows["gidx"]})
+        del rows
+        _save(Path(dst), _split(table, _partition([table["band"].to_numpy(), key], parts), parts), ENTRY_SCHEMA)
     finally:
         release_memory()
 
 
-def _bucket_edges(parts: int, *pieces: pa.Table) -> list[Any]:
+def _bucket_edges(dst: str, parts: int, pieces: list[tuple[str, int]]) -> np.ndarray:
     """Candidate edges of one partition's whole buckets, band by band (band_candidates' rule), split again by
-    hash(edge) so that every copy of an edge (found in several bands) meets in one verification task; last,
-    the number of edges in each piece (what the driver groups them into verification tasks by)."""
+    hash(edge) into the batches of file `dst`, so that every copy of an edge (found in several bands) meets in
+    one verification task. Returns the number of edges in each batch (the driver groups them by it)."""
     try:
-        df = pl.from_arrow(pa.concat_tables(pieces))
+        df = pl.from_arrow(_load(pieces, ENTRY_SCHEMA))
         assert isinstance(df, pl.DataFrame)
         edges = [band_candidates(g["gidx"].to_numpy(), g["key"].to_numpy()) for _, g in df.group_by("band")]
         del df
         out = pl.concat(edges) if edges else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
         del edges
         split = _split(out.to_arrow(), _partition([out["a"].to_numpy(), out["b"].to_numpy()], parts), parts)
-        return [*split, np.array([t.num_rows for t in split], dtype=np.int64)]
+        _save(Path(dst), split, EDGE_SCHEMA)
+        return np.array([t.num_rows for t in split], dtype=np.int64)
     finally:
         release_memory()
 
 
 def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshold: float,
-            fault: tuple[str, str] | None, *pieces: pa.Table) -> pa.Table:
+            fault: tuple[str, str] | None, scratch: str, pieces: list[tuple[str, int]]) -> pa.Table:
     """The verified edges among some partitions' candidates, by dedup.near_duplicates itself: each edge
     becomes a bucket of its two rows, which near_duplicates turns back into exactly that edge and verifies
     (the same rule whatever the dedup module's verification becomes).
 
     The rows' texts are read once, in one pass over the sources, into a scratch file of this task's own
-    (SourceTexts.spilled, under OUT/.cache/hq-verify/), from which each chunk takes its rows."""
+    (SourceTexts.spilled, under `scratch`), from which each chunk takes its rows."""
     _maybe_fail(fault, "verify")
     try:
-        edges = pl.from_arrow(pa.concat_tables(pieces))
+        edges = pl.from_arrow(_load(pieces, EDGE_SCHEMA))
         assert isinstance(edges, pl.DataFrame)
         edges = edges.unique()
         if edges.height == 0:
-            return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
+            return EDGE_SCHEMA.empty_table()
         ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
         del edges
         involved = np.unique(np.concatenate([ga, gb]))
@@ -222,8 +254,7 @@ def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshol
         bucket = np.repeat(np.arange(len(la), dtype=np.uint64), 2)
         del la, lb
         own = getattr(texts, "with_scratch", None)
-        scratch = getattr(texts, "scratch", None)
-        spill = own(scratch / f"task-{uuid.uuid4().hex}").spilled(involved) if own and scratch else None
+        spill = own(Path(scratch)).spilled(involved) if own is not None else None
         with spill if spill is not None else contextlib.nullcontext(texts) as read:
             _, verified = near_duplicates(
                 len(involved), [(gidx, bucket)], lambda local: read(involved[local]),
@@ -303,7 +334,6 @@ class RayExecutor(Executor):
         homogeneous: np.ndarray | None = None,
         side_threshold: float = 0.5,
     ) -> tuple[np.ndarray, pl.DataFrame]:
-        ray = self.ray
         band_list = bands if isinstance(bands, Sized) else list(bands)
         it = iter(band_list)
         first = next(it, None)
@@ -311,31 +341,16 @@ class RayExecutor(Executor):
         if first is not None:
             parts = partitions_for(len(first[0]), len(band_list), self.partitions, self.bucket_entries)
             self.last_partitions = parts
-            shuffle = ray.remote(num_returns=parts, max_retries=3)(_shuffle_band)
-            bucket = ray.remote(num_returns=parts + 1, max_retries=3)(_bucket_edges)
-            verify = ray.remote(max_retries=3)(_verify)
-            mapped: list[list[Any]] = []
-            for i, (g, k) in enumerate(itertools.chain([first], it)):
-                g, k = np.asarray(g, dtype=np.int64), np.asarray(k, dtype=np.uint64)
-                for lo in range(0, max(len(g), 1), self.map_rows):
-                    refs = shuffle.remote(i, g[lo: lo + self.map_rows], k[lo: lo + self.map_rows], parts)
-                    mapped.append([refs] if parts == 1 else refs)
-            by_bucket = [bucket.remote(parts, *(m[p] for m in mapped)) for p in range(parts)]
-            del mapped
-            counts = np.sum(ray.get([b[parts] for b in by_bucket]), axis=0)
-            groups = verify_groups(counts, self.partitions, self.verify_edges)
-            self.last_verify_tasks = len(groups)
-            s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)
-            texts_ref, s2s_ref = ray.put(texts), ray.put(s2s)
-            verified = ray.get([
-                verify.remote(texts_ref, s2s_ref, threshold, side_threshold, self.fault,
-                              *(b[p] for p in group for b in by_bucket))
-                for group in groups
-            ])
-            scratch = getattr(texts, "scratch", None)
-            if scratch is not None:  # the tasks' folders are gone; another run's may still be there
-                with contextlib.suppress(OSError):
-                    Path(scratch).rmdir()
+            base = getattr(texts, "scratch", None)
+            root = (Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="hq-"))) / f"shuffle-{uuid.uuid4().hex}"
+            root.mkdir(parents=True)
+            try:
+                verified = self._shuffle(root, parts, itertools.chain([first], it), texts, n, threshold,
+                                         homogeneous, side_threshold)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+                with contextlib.suppress(OSError):  # another run's folder may still be there
+                    root.parent.rmdir()
             found = pl.from_arrow(pa.concat_tables(verified))
             assert isinstance(found, pl.DataFrame)
             edges = found.sort("a", "b")
@@ -346,6 +361,39 @@ class RayExecutor(Executor):
             )
         labels = components(n, edges["a"].to_numpy(), edges["b"].to_numpy())
         return survivors(labels, rank), edges
+
+    def _shuffle(self, root: Path, parts: int, bands: Iterator[tuple[np.ndarray, np.ndarray]], texts: Any, n: int,
+                 threshold: float, homogeneous: np.ndarray | None, side_threshold: float) -> list[pa.Table]:
+        """Band keys to verified edges through files under `root` (a folder every node sees): the object store
+        carries only file names and counts, so a worker keeps none of the shuffle's pages when its task ends."""
+        ray = self.ray
+        shuffle = ray.remote(max_retries=3)(_shuffle_band)
+        bucket = ray.remote(max_retries=3)(_bucket_edges)
+        verify = ray.remote(max_retries=3)(_verify)
+        maps: list[str] = []
+        done: list[Any] = []
+        for i, (g, k) in enumerate(bands):
+            g, k = np.asarray(g, dtype=np.int64), np.asarray(k, dtype=np.uint64)
+            for lo in range(0, max(len(g), 1), self.map_rows):
+                src, dst = root / f"in-{len(maps)}.arrow", root / f"map-{len(maps)}.arrow"
+                rows = pa.table({"gidx": g[lo: lo + self.map_rows], "key": k[lo: lo + self.map_rows]})
+                with pa.OSFile(str(src), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+                    writer.write_table(rows)
+                done.append(shuffle.remote(str(src), str(dst), i, parts))
+                maps.append(str(dst))
+        ray.get(done)
+        buckets = [str(root / f"bucket-{p}.arrow") for p in range(parts)]
+        counts = np.sum(ray.get([bucket.remote(buckets[p], parts, [(m, p) for m in maps]) for p in range(parts)]),
+                        axis=0)
+        groups = verify_groups(counts, self.partitions, self.verify_edges)
+        self.last_verify_tasks = len(groups)
+        s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)
+        texts_ref, s2s_ref = ray.put(texts), ray.put(s2s)
+        return list(ray.get([
+            verify.remote(texts_ref, s2s_ref, threshold, side_threshold, self.fault, str(root / f"verify-{t}"),
+                          [(b, p) for p in group for b in buckets])
+            for t, group in enumerate(groups)
+        ]))
 
     def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: pl.Series,
               run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
