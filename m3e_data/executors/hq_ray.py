@@ -200,7 +200,10 @@ def _load(pieces: Sequence[tuple[str, int]], schema: pa.Schema) -> pa.Table:
 
 def _shuffle_band(src: str, dst: str, band: int, parts: int) -> None:
     """Some rows of one band (file `src`: gidx, key) as (band, key, gidx), split by hash(band, key) into the
-    batches of file `dst`: a bucket lands whole in one partition."""
+    batches of file `dst`: a bucket lands whole in one partition. `src` is removed once `dst` is written
+    (a retry of a task that got that far finds `dst` and is done)."""
+    if not os.path.exists(src) and os.path.exists(dst):
+        return
     try:
         with pa.OSFile(src, "rb") as source:
             rows = pa.ipc.open_file(source).read_all()
@@ -208,6 +211,7 @@ def _shuffle_band(src: str, dst: str, band: int, parts: int) -> None:
         table = pa.table({"band": np.full(len(key), band, dtype=np.int64), "key": key, "gidx": rows["gidx"]})
         del rows
         _save(Path(dst), _split(table, _partition([table["band"].to_numpy(), key], parts), parts), ENTRY_SCHEMA)
+        os.unlink(src)
     finally:
         release_memory()
 
@@ -385,6 +389,8 @@ class RayExecutor(Executor):
         buckets = [str(root / f"bucket-{p}.arrow") for p in range(parts)]
         counts = np.sum(ray.get([bucket.remote(buckets[p], parts, [(m, p) for m in maps]) for p in range(parts)]),
                         axis=0)
+        for m in maps:  # disk: the shuffle's files hold ~40 bytes per live row and band until here
+            os.unlink(m)
         groups = verify_groups(counts, self.partitions, self.verify_edges)
         self.last_verify_tasks = len(groups)
         s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)
