@@ -270,3 +270,24 @@ def test_write_task_gets_only_the_ids_it_needs(tmp_path, monkeypatch):
         sent = json.loads((seen / name).read_text())
         assert len(sent) == len(set(sent)) and set(sent) == set(rejects["kept_id"])
     assert len(json.loads((seen / "beta_src").read_text())) == 1  # its one exact copy's kept row
+
+
+def test_map_task_writes_its_pieces_once(tmp_path):
+    """A map task splits its rows into one file of `parts` batches, each bucket whole in one batch, and
+    removes its input; run again (Ray's retry of a task that died after writing) it finds its output."""
+    gidx = np.arange(50, dtype=np.int64)
+    key = (gidx % 7).astype(np.uint64)
+    src, dst = tmp_path / "in.arrow", tmp_path / "map.arrow"
+    rows = pa.table({"gidx": gidx, "key": key})
+    with pa.OSFile(str(src), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    hq_ray._shuffle_band(str(src), str(dst), 3, 4)
+    assert not src.exists()
+    pieces = [hq_ray._load([(str(dst), p)], hq_ray.ENTRY_SCHEMA) for p in range(4)]
+    assert sorted(x for t in pieces for x in t["gidx"].to_pylist()) == list(range(50))
+    homes = [{k for k in t["key"].to_pylist()} for t in pieces]
+    assert all(not (a & b) for i, a in enumerate(homes) for b in homes[i + 1:])  # a key in one piece only
+    assert {b for t in pieces for b in t["band"].to_pylist()} == {3}
+    before = dst.read_bytes()
+    hq_ray._shuffle_band(str(src), str(dst), 3, 4)
+    assert dst.read_bytes() == before

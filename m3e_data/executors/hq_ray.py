@@ -4,11 +4,11 @@
   stage._stats_task over their batches (a task per whole file left a source of one part file on one CPU:
   benchmarks/bench_scale.py); the driver streams the results, in row order, into the same cached stats
   file the local path writes, so a thresholds-only rerun reads the cache and takes seconds whichever executor made it.
-- candidate edges: a hash shuffle in Ray tasks. Map tasks (MAP_ROWS rows of one band each) split the live
-  rows' (band, key, gidx) by hash(band, key) into `partitions_for` pieces, a number that grows with live rows
-  x bands so that a reduce task holds about BUCKET_ENTRIES entries however large the corpus; a reduce task
-  per partition holds whole buckets and turns them into edges with dedup.band_candidates, split again by
-  hash(edge), and says how many edges each piece holds.
+- candidate edges: a hash shuffle in Ray tasks, through files (below). Map tasks (MAP_ROWS rows of one band
+  each) split the live rows' (band, key, gidx) by hash(band, key) into `partitions_for` pieces, a number
+  that grows with live rows x bands so that a reduce task holds about BUCKET_ENTRIES entries however large
+  the corpus; a reduce task per partition holds whole buckets and turns them into edges with
+  dedup.band_candidates, split again by hash(edge), and says how many edges each piece holds.
 - verification: a task per run of edge partitions (`verify_groups`: about VERIFY_EDGES edge copies each)
   holds every copy of its edges, drops the repeats and verifies the rest with dedup.near_duplicates itself
   (see `_verify`), reading its rows' texts once, in one pass over the sources, into a scratch file of its own.
@@ -17,7 +17,11 @@
 - survivors and rejects: one Ray task per source runs stage.write_source (OUT must be a folder every
   node sees, as it is for a local cluster), sent only the ids its duplicates point to (`needed_ids`).
 
-A worker's memory is bounded by these constants, not by the input's size, except for what every
+The shuffle's pieces are Arrow files under the near-dedup scratch folder (OUT/.cache/hq-verify/shuffle-*/,
+removed as they are read and at the end), and the object store carries only their names and counts: a
+worker that writes or reads an object keeps the store's pages it touched mapped (its PSS grew ~20 MB per
+map task, ~400 MB at 1M rows), while a file read into a task's own memory leaves with the task. A
+worker's memory is therefore bounded by the constants below, not by the input's size, except for what every
 verification task is sent of the whole corpus: a row number and an s2s flag per live row (9 bytes a row,
 zero-copy from the object store) that map its rows to their sources. Each task hands its freed memory back
 (stage.release_memory) before the worker runs the next.
@@ -65,16 +69,19 @@ from m3e_data.storage.store import parquet_files
 
 STATS_TASK_ROWS = 100_000  # rows per statistics task: the part writer's row group, so no group is read twice
 PARTITIONS = 8  # the fewest shuffle partitions (and verification tasks): enough to spread a small cluster's CPUs
-# A task's share of the shuffle is bounded, not a fixed fraction of the corpus (which grew a worker by ~390 MB
-# per million rows: benchmarks/bench_scale.py):
-# - MAP_ROWS: rows of one band one map task splits (~70 bytes a row at its peak: ~35 MB);
+# A task's share of the shuffle is bounded, not a fixed fraction of the corpus (with 8 partitions a worker grew
+# ~390 MB per million rows: benchmarks/bench_scale.py). Peaks above a worker's idle ~270 MB, measured at 1M and
+# 2M rows (2026-12-03, README "Scale on one machine"):
+# - MAP_ROWS: rows of one band one map task splits: up to ~70 MB;
 # - BUCKET_ENTRIES: (band, key, gidx) entries one bucket task holds: partitions = live rows x bands /
-#   BUCKET_ENTRIES, at least PARTITIONS. Measured 50-90 bytes an entry at the task's peak (polars' group-by
-#   and join in band_candidates): ~100-180 MB;
+#   BUCKET_ENTRIES, at least PARTITIONS. Up to ~125 MB (polars' group-by and join in band_candidates);
 # - VERIFY_EDGES: candidate edge copies (16 bytes; an edge found in k bands comes k times) one verification
 #   task holds: the bucket tasks' pieces are grouped into tasks of about this many (at least PARTITIONS tasks,
 #   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.near_duplicates)
-#   from the task's own spill of its rows' texts, so texts do not add to this.
+#   from the task's own spill of its rows' texts; the pass that writes the spill reads a row group at a time.
+#   Up to ~350 MB, the worker's peak: with fewer than PARTITIONS x VERIFY_EDGES copies (~5M rows of the
+#   benchmark's corpus) a task holds 1/PARTITIONS of them, so this grows slowly (~25 MB per million rows)
+#   until then, and no more after.
 # Entries a hash partition gets vary around the mean (a few percent at these sizes), and a bucket with one
 # key is never split: a key shared by millions of rows would still land in one task.
 MAP_ROWS = 500_000
@@ -345,8 +352,11 @@ class RayExecutor(Executor):
         if first is not None:
             parts = partitions_for(len(first[0]), len(band_list), self.partitions, self.bucket_entries)
             self.last_partitions = parts
+            # The stage's texts (SourceTexts) name OUT's scratch folder, which every node sees; any other
+            # texts callable gets a temporary folder, which serves a one-node cluster only.
             base = getattr(texts, "scratch", None)
-            root = (Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="hq-"))) / f"shuffle-{uuid.uuid4().hex}"
+            base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="hq-"))
+            root = base / f"shuffle-{uuid.uuid4().hex}"
             root.mkdir(parents=True)
             try:
                 verified = self._shuffle(root, parts, itertools.chain([first], it), texts, n, threshold,
