@@ -237,6 +237,9 @@ def test_many_partitions_and_verify_tasks_give_the_local_rows(tmp_path):
     _planted(local)
     _planted(other)
     hq.run_hq(local, workers=1)
+    stale = other / ".cache" / "hq-verify" / "shuffle-killed"  # a killed run's shuffle files
+    stale.mkdir(parents=True)
+    (stale / "map-0.arrow").write_bytes(b"x" * 100)
     ex = RayExecutor(partitions=1, bucket_entries=300, verify_edges=300, map_rows=50)
     hq.run_hq(other, executor=ex)
     assert_same(local, other)
@@ -245,7 +248,7 @@ def test_many_partitions_and_verify_tasks_give_the_local_rows(tmp_path):
     live = sum(s["through"]["decontaminate"] - s["dropped"].get("exact_duplicate", 0) for s in rows.values())
     assert ex.last_partitions == partitions_for(live, 20, 1, 300) > 8
     assert 1 < ex.last_verify_tasks < ex.last_partitions, ex.last_verify_tasks
-    assert not (other / ".cache" / "hq-verify").exists()  # every task's scratch file removed
+    assert not (other / ".cache" / "hq-verify").exists()  # every task's scratch file removed, the stale ones too
 
 
 def test_write_task_gets_only_the_ids_it_needs(tmp_path, monkeypatch):

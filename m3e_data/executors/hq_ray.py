@@ -356,6 +356,10 @@ class RayExecutor(Executor):
             # texts callable gets a temporary folder, which serves a one-node cluster only.
             base = getattr(texts, "scratch", None)
             base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="hq-"))
+            # A killed run's shuffle files (GBs at millions of rows); no other run is using them: run_hq
+            # holds OUT's lock.
+            for stale in base.glob("shuffle-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             root = base / f"shuffle-{uuid.uuid4().hex}"
             root.mkdir(parents=True)
             try:
