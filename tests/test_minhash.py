@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -181,3 +182,30 @@ def test_the_stage_imports_and_sketches_without_numba():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == "[2, 3] [2, 3] [2] (2, 120)"
+
+
+@pytest.mark.skipif(not __import__("m3e_data.stages.hq.sketch", fromlist=["numba"]).numba, reason="numba not installed")
+def test_compiled_character_profile_equals_numpy_and_python():
+    """Class counts and the longest repeated-character run, kernel against numpy against a plain loop, on
+    runs that cross a text boundary, empty texts, emoji, spaces, and real excerpts where ../shared has them."""
+    from pathlib import Path
+
+    from m3e_data.stages.hq.charprofile import CLASSES, char_profile
+    from m3e_data.stages.hq.minhash import codepoints
+    from m3e_data.stages.hq.quality import char_classes
+
+    queries, positives = _sketch_texts(300, seed=11, surrogate=False)
+    texts = queries + positives + ["哈哈哈哈", "哈哈", "", "a  b\u3000\u3000c", "😀😀😀x", "！！？？"]
+    real = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+    for path in sorted(real.rglob("*.json*"))[:6] if real.is_dir() else []:
+        texts += [line[:2000] for line in path.read_text(encoding="utf-8", errors="replace").splitlines()[:50]]
+    cp, cp_starts = codepoints(texts)
+    table = char_classes()
+    fast = char_profile(cp, cp_starts, table, compiled=True)
+    slow = char_profile(cp, cp_starts, table, compiled=False)
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+    for t, text in enumerate(texts):
+        classes = [int(table[ord(c)]) for c in text]
+        assert fast[0][t].tolist() == [sum(1 for c in classes if c & bit) for bit in CLASSES]
+        runs = [len(m.group(0)) for m in re.finditer(r"(.)\1*", text, re.S)]
+        assert fast[1][t] == max(runs, default=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
+import shutil
 import sys
 from pathlib import Path
 
@@ -216,6 +217,38 @@ def test_ray_executor_with_sources_and_output_on_the_store(bucket, tmp_path):
     assert remote_rows(fs, f"{name}/out/m3e/webqa") == local_rows(_local_build(tmp_path, "webqa") / "m3e" / "webqa")
 
 
+def test_hq_on_ray_with_the_output_on_the_store(bucket, tmp_path):
+    """`hq s3://... --executor ray`: the workers write the mirror, the driver pushes what they committed;
+    the store then holds the rows the local executor writes."""
+    ray = pytest.importorskip("ray")
+    fs, name = bucket
+    url = f"s3://{name}/out"
+    code, output = run("build", "--recipe", ",".join(SOURCES), "--sources", "demo", "--out", url, "--no-hq",
+                       "--work-dir", str(tmp_path / "w1"), "--allow-empty")
+    assert code == 0, output
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code, output = run("hq", url, "--executor", "ray", "--work-dir", str(tmp_path / "w2"))
+    finally:
+        ray.shutdown()
+    assert code == 0, output
+    local = tmp_path / "local"
+    code, output = run("build", "--recipe", ",".join(SOURCES), "--sources", "demo", "--out", str(local),
+                       "--allow-empty")
+    assert code == 0, output
+    out = f"{name}/out"
+    for source in SOURCES:
+        assert fs.exists(f"{out}/m3e-hq/{source}/_SUCCESS.json"), source
+        got, want = remote_rows(fs, f"{out}/m3e-hq/{source}"), local_rows(local / "m3e-hq" / source)
+        assert [r["id"] for r in got] == [r["id"] for r in want], source
+    rejects = sorted(p.parent.relative_to(local).as_posix() for p in (local / "rejects").rglob("_SUCCESS.json"))
+    assert rejects and sorted(f.removeprefix(out + "/").rsplit("/", 1)[0]
+                              for f in fs.glob(f"{out}/rejects/*/*/_SUCCESS.json")) == rejects
+    hq_section = manifest(fs, name)["stages"]["hq"]["sources"]
+    assert {s: v["rows_out"] for s, v in hq_section.items()} == {s: len(local_rows(local / "m3e-hq" / s))
+                                                                 for s in SOURCES}
+
+
 def test_a_missing_bucket_or_source_is_one_line(bucket, tmp_path):
     code, output = run("build", "--recipe", "webqa", "--sources", "demo", "--out", "s3://no-such-bucket-m3e/out",
                        "--work-dir", str(tmp_path / "w"))
@@ -252,12 +285,30 @@ def test_what_is_a_url():
     assert not is_url("file:///tmp/x") and not is_url("/tmp/s3://x") and not is_url("out") and not is_url("C:\\x")
 
 
-def test_commands_that_write_local_folders_refuse_a_url(tmp_path):
+def test_commands_that_write_local_folders_refuse_a_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # click.Path makes s3://b/x a relative path, s3:/b/x: it must not be written
     code, output = run("export", str(tmp_path), "--format", "sentence-transformers", "--out", "s3://b/st")
     assert code == 2 and "object store URLs are taken by build, hq, report and mine only" in output
     code, output = run("export", "s3://b/out/m3e-hq", "--format", "sentence-transformers", "--out",
                        str(tmp_path / "st"))
     assert code == 2 and "object store URLs are taken by build, hq, report and mine only" in output
+    # Before any work (no Hub check, no model load), in one line that names the URL as typed.
+    for args, said in (
+        (["train", "--in", str(tmp_path), "--model", "x", "--out", "s3://b/model"], "train writes a local folder"),
+        (["train", "--in", "s3://b/out", "--model", "x", "--out", str(tmp_path / "m")],
+         "train --in takes a local folder or a Hub id, not an object store URL"),
+        (["train", "--in", str(tmp_path), "--model", "gs://b/base", "--out", str(tmp_path / "m")],
+         "train --model takes a local folder or a Hub id"),
+        (["eval", "--model", "x", "--task", str(tmp_path), "--out", "s3://b/r.json"], "eval writes a local file"),
+        (["report", str(tmp_path), "--html", "s3://b/report.html"], "report writes a local file"),
+        (["mine", "--in", str(tmp_path), "--out", str(tmp_path / "s"), "--model", "s3://b/m"],
+         "mine --model takes a local folder or a Hub id"),
+    ):
+        result = CliRunner().invoke(main, args)
+        flat = " ".join(result.output.split())
+        assert result.exit_code == 2 and said in flat, (args, result.output)
+        assert "Traceback" not in result.output and ("s3://" in flat or "gs://" in flat), (args, result.output)
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "gs:").exists()
 
 
 def test_each_committed_folder_is_pushed_as_it_commits(bucket, tmp_path):
@@ -312,3 +363,104 @@ def test_mine_reads_and_writes_the_store(bucket, tmp_path):
     # --in and --out must be side by side in one OUT on the store.
     code, output = run("mine", "--in", f"s3://{name}/out/m3e-hq", "--out", str(tmp_path / "scored"), *common)
     assert code == 2 and "in one build folder" in output
+
+
+def test_folders_a_smaller_build_drops_are_removed_from_the_store(bucket, tmp_path):
+    """hq removes the m3e-hq and rejects folders of sources a build no longer selects: the push removes them
+    from the store as well (a fresh pull must not bring them back), our files only."""
+    from m3e_data.storage.remote import RemoteOut
+
+    fs, name = bucket
+    raw = upload_demo(fs, name)
+    out = f"{name}/out"
+    code, output = remote_build(name, raw, tmp_path / "work1")
+    assert code == 0, output
+    dropped = ["webqa", "zhuiyi_nl2sql"]
+    gone = sorted({f.rsplit("/", 1)[0].removeprefix(out + "/") for f in fs.glob(f"{out}/**/_SUCCESS.json")
+                   if f.split("/")[-2] in dropped and f.split("/")[2] in ("m3e-hq", "rejects")})
+    assert {"m3e-hq/webqa", "m3e-hq/zhuiyi_nl2sql"} < set(gone) and any(g.startswith("rejects/") for g in gone)
+    users = [f"{out}/m3e-hq/webqa/NOTES.md", f"{out}/notes.txt"]
+    for path in users:
+        fs.pipe_file(path, b"mine, not m3e-data's")
+
+    kept = [s for s in SOURCES if s not in dropped]
+    code, output = run("build", "--recipe", ",".join(kept), "--sources", raw, "--out", f"s3://{name}/out",
+                       "--work-dir", str(tmp_path / "work2"), "--allow-empty")
+    assert code == 0, output
+    assert f"removed {len(gone)} stage folder(s)" in " ".join(output.split()), output
+
+    for folder in gone:
+        assert not fs.exists(f"{out}/{folder}/_SUCCESS.json"), folder
+        assert not fs.glob(f"{out}/{folder}/part-*.parquet") and not fs.exists(f"{out}/{folder}/.m3e-owner.json")
+    for path in users:
+        assert fs.cat_file(path) == b"mine, not m3e-data's", path
+    for source in kept:
+        assert fs.exists(f"{out}/m3e-hq/{source}/_SUCCESS.json")
+    for source in dropped:  # normalize's output is a cache the build keeps, on the store as locally
+        assert fs.exists(f"{out}/m3e/{source}/_SUCCESS.json")
+
+    # A fresh work dir pulls what is left: the dropped sources' hq outputs do not come back.
+    session = RemoteOut(f"s3://{name}/out", tmp_path / "work3")
+    session.open()
+    assert sorted(p.name for p in (session.mirror / "m3e-hq").iterdir()) == kept
+    for folder in gone:
+        assert not (session.mirror / folder).exists(), folder
+    assert session.deleted == []  # nothing half-removed was left for the next command to clean
+    # The first machine's mirror, behind the store, does not put them back either: hq on it runs the
+    # smaller selection the manifest now records.
+    code, output = run("hq", f"s3://{name}/out", "--work-dir", str(tmp_path / "work1"))
+    assert code == 0, output
+    assert sorted(p.split("/")[-2] for p in fs.glob(f"{out}/m3e-hq/*/_SUCCESS.json")) == kept
+
+
+def test_a_folder_another_writer_committed_again_is_not_removed(bucket, tmp_path):
+    """push removes a folder the mirror lost only while the store holds the record this session saw."""
+    from m3e_data.storage.remote import RemoteOut
+    from m3e_data.storage.store import SUCCESS, atomic_write_json, staged_folder
+
+    fs, name = bucket
+    first = RemoteOut(f"s3://{name}/out", tmp_path / "w1")
+    first.open()
+    with first:
+        for folder, key in (("m3e-hq/a", 1), ("m3e-hq/b", 2)):
+            with staged_folder(first.mirror / folder) as tmp:
+                (tmp / "part-00000.parquet").write_bytes(b"rows")
+                atomic_write_json(tmp / SUCCESS, {"key": key, "parts": ["part-00000.parquet"]})
+    session = RemoteOut(f"s3://{name}/out", tmp_path / "w2")
+    session.open()
+    assert sorted(session.folders) == ["m3e-hq/a", "m3e-hq/b"]
+    # Meanwhile the first machine rebuilt b: its record on the store is not the one this session pulled.
+    with first, staged_folder(first.mirror / "m3e-hq" / "b") as tmp:
+        (tmp / "part-00000.parquet").write_bytes(b"new rows")
+        atomic_write_json(tmp / SUCCESS, {"key": 3, "parts": ["part-00000.parquet"]})
+    for folder in ("a", "b"):
+        shutil.rmtree(session.mirror / "m3e-hq" / folder)
+    session.push()
+    assert session.removed == ["m3e-hq/a"]
+    fs.invalidate_cache()
+    assert not fs.find(f"{name}/out/m3e-hq/a")  # the marker and the part too
+    assert fs.cat_file(f"{name}/out/m3e-hq/b/part-00000.parquet") == b"new rows"
+    assert json.loads(fs.cat_file(f"{name}/out/m3e-hq/b/{SUCCESS}"))["key"] == 3
+
+
+def test_a_folder_being_swapped_in_is_not_taken_for_removed(tmp_path):
+    """Between swap_in's renames a folder is briefly absent: a live process's temp beside it says so; a dead
+    run's leftover temp does not keep a removed folder on the store."""
+    import os
+    import subprocess
+
+    from m3e_data.storage.remote import RemoteOut
+
+    session = RemoteOut("s3://b/out", tmp_path / "w")
+    hq_dir = session.mirror / "m3e-hq"
+    hq_dir.mkdir(parents=True)
+    (hq_dir / "kept").mkdir()
+    assert not session._removed_locally("m3e-hq/kept") and session._removed_locally("m3e-hq/gone")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (hq_dir / f".m3e-tmp.{dead}.00ff.gone.old").mkdir()
+    assert session._removed_locally("m3e-hq/gone")
+    (hq_dir / f".m3e-tmp.{os.getpid()}.00ff.undergone").mkdir()  # a live temp of another folder
+    assert session._removed_locally("m3e-hq/gone")
+    (hq_dir / f".m3e-tmp.{os.getpid()}.00ff.gone").mkdir()
+    assert not session._removed_locally("m3e-hq/gone")

@@ -258,7 +258,7 @@ def test_write_task_gets_only_the_ids_it_needs(tmp_path, monkeypatch):
     original = hq_ray._write
 
     def recording(out, src, d, kept_ids, run_key, fault):
-        (seen / src.name).write_text(json.dumps(kept_ids.to_list()))
+        (seen / src.name).write_text(json.dumps(kept_ids.ids.to_list()))
         return original(out, src, d, kept_ids, run_key, fault)
 
     monkeypatch.setattr(hq_ray, "_write", recording)

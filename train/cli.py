@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from m3e_data.cli.preflight import local_or_hub, require_extra
+from m3e_data.cli.remote import refuse_url
 from m3e_data.cli.vocabulary import names, old_spelling
 
 
@@ -57,7 +58,8 @@ def _prompts(values: tuple[str, ...]) -> dict[str, str]:
               help="A build folder (m3e-hq-with-score/ is preferred over m3e-hq/), a stage folder, or a Hub dataset "
                    "id (required).")
 @click.option("--model", "base", required=True, metavar="BASE", help="Base model: Hub id or local folder.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The model folder to write.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, callback=refuse_url,
+              help="The model folder to write.")
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="Passes over the training rows.")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimiser steps (overrides --epochs).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Contrastive batch per device.")

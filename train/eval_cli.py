@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from m3e_data.cli.remote import refuse_url
+
 
 def path_like(value: str) -> bool:
     """A value the user meant as a folder, not a Hub id (owner/name): "./m", "/m", "~/m", "a/b/c", "a\\b"."""
@@ -21,7 +23,7 @@ def path_like(value: str) -> bool:
 @click.option("--model", required=True, metavar="MODEL", help="A sentence-transformers model: local folder or Hub id.")
 @click.option("--task", "tasks", required=True, multiple=True, type=click.Path(path_type=Path),
               help="A task folder as downloaded from the Hub (C-MTEB/<Task>, mteb/<Task>); repeatable.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), callback=refuse_url,
               help="Write {task: {metric: value}} as JSON here.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the best available).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Texts per encoding batch.")

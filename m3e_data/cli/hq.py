@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from m3e_data.cli.console import Col, fit_table, messages, resumable, table_width, tables
-from m3e_data.cli.remote import work_dir_option
+from m3e_data.cli.remote import refuse_url, work_dir_option
 from m3e_data.cli.vocabulary import in_folder
 from m3e_data.executors import EXECUTORS
 from m3e_data.executors.hq_ray import RayExecutor, TooManyEdges
@@ -159,7 +159,7 @@ def hq_command(out: Path | str, config_path: Path | None, decontaminate: tuple[P
 
 @click.command("report")
 @in_folder("out", "OUT", "The build folder OUT (after m3e-hq), or its object store URL", urls=True)
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, callback=refuse_url,
               help="Where to write the HTML report (default OUT/report.html).")
 @work_dir_option
 def report_command(out: Path | str, html_path: Path | None, work_dir: Path | None) -> None:

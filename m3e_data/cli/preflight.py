@@ -150,7 +150,12 @@ def local_folder(value: str | Path, option: str) -> Path:
 
 def local_or_hub(value: str, option: str, command: str) -> bool:
     """True when `value` is a local folder; a path-like value that does not exist stops at once; otherwise
-    it is a Hub id and the Hub must answer."""
+    it is a Hub id and the Hub must answer. An object store URL is refused: these commands read local files."""
+    from m3e_data.storage.remote import is_url
+
+    if is_url(value):
+        raise click.BadParameter(f"{value}: {command} {option} takes a local folder or a Hub id, not an object "
+                                 "store URL (copy it down with your store's tools)", param_hint=option)
     if Path(value).expanduser().exists():
         return True
     if looks_like_path(value):

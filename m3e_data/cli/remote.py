@@ -29,14 +29,19 @@ def work_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
              "store (default: ~/.cache/m3e-data/out/<hash of the URL>; XDG_CACHE_HOME honoured).")(fn)
 
 
+URL_COMMANDS = "object store URLs are taken by build, hq, report and mine only"
+
+
 def refuse_url(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """A click callback for options that take local folders only."""
+    """A click callback for options that write local folders (or files) only."""
+    kind = "file" if isinstance(param.type, click.Path) and not param.type.dir_okay else "folder"
     for v in value if isinstance(value, tuple) else (value,):
         # click.Path has already made s3://b/x into s3:/b/x: a scheme and one slash is a URL too.
         if v is not None and _SCHEME.match(str(v)) and not str(v).lower().startswith("file:"):
+            shown = re.sub(r"^([^:/]+):/+", r"\1://", str(v))  # the URL as typed
             raise click.BadParameter(
-                f"{v}: {ctx.info_name} writes a local folder; object store URLs are taken by build, hq, report "
-                "and mine only (copy it with your store's tools)", param=param)
+                f"{shown}: {ctx.info_name} writes a local {kind}; {URL_COMMANDS} (copy it with your store's tools)",
+                param=param)
     return value
 
 
@@ -86,6 +91,10 @@ def _finish(session: RemoteOut) -> None:
             return
         raise click.ClickException(line) from None
     messages.print(f"{session.url}: committed stage folders pushed", markup=False, highlight=False)
+    if session.removed:
+        shown = ", ".join(session.removed[:3]) + (", ..." if len(session.removed) > 3 else "")
+        messages.print(f"{session.url}: removed {len(session.removed)} stage folder(s) this command dropped "
+                       f"({shown}); files of yours in them are kept", markup=False, highlight=False)
 
 
 def check_sources_url(url: str) -> None:

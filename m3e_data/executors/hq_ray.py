@@ -15,7 +15,7 @@
 - connected components and survivors: on the driver (dedup.components / dedup.survivors) over the verified
   edges, refused past MAX_EDGES (see there).
 - survivors and rejects: one Ray task per source runs stage.write_source (OUT must be a folder every
-  node sees, as it is for a local cluster), sent only the ids its duplicates point to (`needed_ids`).
+  node sees, as it is for a local cluster), sent only the ids its duplicates point to (KeptIds.subset).
 
 The shuffle's pieces are Arrow files under the near-dedup scratch folder (OUT/.cache/hq-verify/shuffle-*/,
 removed as they are read and at the end), and the object store carries only their names and counts: a
@@ -36,7 +36,6 @@ on the driver, as in the local executor: they read a few narrow columns of the c
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import os
 import shutil
@@ -54,11 +53,11 @@ import pyarrow.parquet as pq
 
 from m3e_data.executors.ray_session import require_ray
 from m3e_data.schema import UNIFIED_SCHEMA
-from m3e_data.stages.hq.dedup import band_candidates, components, near_duplicates, survivors
+from m3e_data.stages.hq.decisions import Decisions, KeptIds
+from m3e_data.stages.hq.dedup import band_candidates, clusters, near_duplicates
 from m3e_data.stages.hq.quality import StatsParams
 from m3e_data.stages.hq.stage import (
     STATS_BATCH,
-    Decisions,
     Executor,
     SourceInput,
     _stats_task,
@@ -276,17 +275,7 @@ def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshol
         release_memory()
 
 
-def needed_ids(d: Decisions, kept_ids: pl.Series) -> tuple[Decisions, pl.Series]:
-    """A source's decisions with kept_gidx renumbered into the ids its duplicates point to, and those ids:
-    what its write task needs of the whole corpus's ids (write_source gives the same rows with either)."""
-    dup = d.kept_gidx >= 0
-    rows = np.unique(d.kept_gidx[dup])
-    kept = np.full(len(d.kept_gidx), -1, dtype=np.int64)
-    kept[dup] = np.searchsorted(rows, d.kept_gidx[dup])
-    return dataclasses.replace(d, kept_gidx=kept), kept_ids.gather(rows)
-
-
-def _write(out: Path, src: SourceInput, d: Decisions, kept_ids: pl.Series, run_key: dict[str, Any],
+def _write(out: Path, src: SourceInput, d: Decisions, kept_ids: KeptIds, run_key: dict[str, Any],
            fault: tuple[str, str] | None) -> str:
     _maybe_fail(fault, "write")
     try:
@@ -377,8 +366,7 @@ class RayExecutor(Executor):
                 f"{edges.height:,} verified near-duplicate edges exceed the driver's bound of {self.max_edges:,} "
                 f"(~64 bytes each); run hq with a stricter dedup.jaccard or more dedup.rows per band"
             )
-        labels = components(n, edges["a"].to_numpy(), edges["b"].to_numpy())
-        return survivors(labels, rank), edges
+        return clusters(n, edges["a"].to_numpy(), edges["b"].to_numpy(), rank), edges
 
     def _shuffle(self, root: Path, parts: int, bands: Iterator[tuple[np.ndarray, np.ndarray]], texts: Any, n: int,
                  threshold: float, homogeneous: np.ndarray | None, side_threshold: float) -> list[pa.Table]:
@@ -415,15 +403,15 @@ class RayExecutor(Executor):
             for t, group in enumerate(groups)
         ]))
 
-    def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: pl.Series,
+    def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: KeptIds,
               run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
         """write_source per source in a Ray task, each given only the ids its duplicates point to."""
         ray = self.ray
         task = ray.remote(max_retries=3)(_write)
-        pending = {}
-        for src, d in jobs:
-            mine, ids = needed_ids(d, kept_ids)
-            pending[task.remote(out, src, mine, ids, run_key, self.fault)] = src
+        pending = {  # each writer gets the ids its own duplicates point to, not the corpus's
+            task.remote(out, src, d, kept_ids.subset(d.kept_gidx[d.kept_gidx >= 0]), run_key, self.fault): src
+            for src, d in jobs
+        }
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ray.get(done[0])  # a task that failed for good raises here

@@ -8,6 +8,11 @@ there and every file the record lists is there with its size. `push` un-commits 
 uploads `_SUCCESS.json` last; `pull` takes only committed folders; `clean_uncommitted` deletes what a
 crashed push left (our part files in a folder without a record) and nothing a user put there.
 
+A stage folder the command removed from the mirror (hq drops the m3e-hq and rejects folders of sources a
+smaller build no longer selects) is removed from the store too when the command pushes, or a later pull
+would bring it back: only a folder this session saw committed there, with the same record still, and only
+our files in it (un-committed first, its marker last); a user's file stays.
+
 Files outside stage folders (the manifest, the fingerprint and embedding caches, a report) are single
 objects, each PUT atomic on its own. Credentials come from fsspec/botocore's own configuration (env vars,
 profiles, FSSPEC_* config): this module never reads, prints or stores them.
@@ -33,11 +38,13 @@ from m3e_data.storage.ownership import MARKER
 from m3e_data.storage.store import (
     SUCCESS,
     TEMP_PREFIX,
+    _alive,
     atomic_write_json,
     file_sha256,
     read_success,
     swap_in,
     temp_name,
+    temp_owner,
 )
 
 # The package each protocol needs, and the extra that installs it.
@@ -221,6 +228,7 @@ class RemoteOut:
         self.folders: dict[str, bytes] = {}  # stage folder -> the record the store holds (as far as we know)
         self.state: dict[str, Any] = {"url": self.url, "loose": {}}
         self.deleted: list[str] = []  # what clean_uncommitted removed, for the command's log
+        self.removed: list[str] = []  # stage folders push removed from the store, for the command's log
 
     # -- start of a command -------------------------------------------------------------------------
     def open(self) -> None:
@@ -316,6 +324,9 @@ class RemoteOut:
         folders = list(self._committed_local())
         for folder in folders:
             self.push_folder(folder)
+        for folder in sorted(set(self.folders) - set(folders)):
+            if self._removed_locally(folder):
+                self.remove_folder(folder)
         loose = self.state.setdefault("loose", {})
         for path in sorted(p for p in self.mirror.rglob("*") if p.is_file()):
             rel = path.relative_to(self.mirror).as_posix()
@@ -356,6 +367,40 @@ class RemoteOut:
             self.fs.put_file(str(local / rel), f"{remote}/{rel}")
         self.fs.pipe_file(f"{remote}/{SUCCESS}", raw)  # commit: last
         self.folders[folder] = raw
+
+    def _removed_locally(self, folder: str) -> bool:
+        """The mirror no longer holds `folder` and no live process is swapping it in (a Ray worker between
+        swap_in's two renames leaves its temps beside; a dead run's temps do not count)."""
+        local = self.mirror / folder
+        if local.exists() or local.is_symlink():
+            return False
+        beside = local.parent.glob(f"{TEMP_PREFIX}*") if local.parent.is_dir() else iter(())
+        return not any(p.name.endswith((f".{local.name}", f".{local.name}.old"))
+                       and (pid := temp_owner(p.name)) is not None and _alive(pid) for p in beside)
+
+    def remove_folder(self, folder: str) -> None:
+        """Remove a committed stage folder from the store: only when its record is still the one this
+        session saw (another writer may have committed it again since), and only our files in it."""
+        known = self.folders.pop(folder, None)
+        got = _record(self.fs, self.root, folder)
+        if known is None or got is None or got[0] != known:
+            return
+        remote = f"{self.root}/{folder}"
+        try:
+            present = {p[len(remote) + 1:] for p in self.fs.find(remote)}
+        except FileNotFoundError:
+            present = set()
+        marked = {e.removeprefix(folder + "/") for e in _marked(self.fs, self.root, folder)}
+        listed = set(_listed(got[1]))
+        self.fs.rm_file(f"{remote}/{SUCCESS}")  # un-commit first: a reader stops trusting it now
+        # The marker goes last: a crash before it leaves an uncommitted folder whose marker still names
+        # what clean_uncommitted may delete.
+        for rel in sorted(present - {SUCCESS, MARKER}):
+            if rel in listed or _ours(PurePosixPath(rel).name, marked, rel):
+                self.fs.rm_file(f"{remote}/{rel}")
+        if MARKER in present:
+            self.fs.rm_file(f"{remote}/{MARKER}")
+        self.removed.append(folder)
 
     def on_commit(self, target: Path) -> None:
         """store's commit hook: push a stage folder as soon as it is committed in the mirror. A failure is

@@ -47,6 +47,24 @@ def remove_commit_hook(hook: Callable[[Path], None]) -> None:
         _commit_hooks.remove(hook)
 
 
+@contextmanager
+def commit_hooks_held() -> Iterator[None]:
+    """No commit hook runs inside (a pool worker's commits are announced by the process that owns the
+    hooks, with run_commit_hooks, once the worker reports them)."""
+    held = list(_commit_hooks)
+    _commit_hooks.clear()
+    try:
+        yield
+    finally:
+        _commit_hooks[:] = held
+
+
+def run_commit_hooks(target: Path) -> None:
+    """Announce a folder committed elsewhere (see commit_hooks_held)."""
+    for hook in list(_commit_hooks):
+        hook(target)
+
+
 def temp_name(name: str) -> str:
     """A name for a temp beside `name` that says whose it is (this process) and that no user file has."""
     return f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{name}"

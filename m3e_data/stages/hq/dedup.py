@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from m3e_data.stages.hq.minhash import hash_keys, shingle_batch
-from m3e_data.stages.hq.quality import normalize
+from m3e_data.stages.hq import setsim
+from m3e_data.stages.hq import sketch as kernels
+from m3e_data.stages.hq.minhash import codepoints, hash_keys, shingle_batch
+from m3e_data.stages.hq.quality import normal_forms
 
 QUALITY_RANK = {"excellent": 0, "good": 1}
 ALL_PAIRS_BUCKET = 10  # buckets up to this size emit every pair; larger ones a star (they are near-copies)
@@ -127,11 +127,26 @@ def band_candidates(gidx: np.ndarray, band: np.ndarray) -> pl.DataFrame:
 
 
 def candidates(bands: Iterable[tuple[np.ndarray, np.ndarray]]) -> pl.DataFrame:
-    """Unique candidate edges over every band; `bands` yields (gidx, band key) one band at a time."""
-    edges = [band_candidates(g, k) for g, k in bands]
-    if not edges:
-        return pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
-    return pl.concat(edges).unique()
+    """Unique candidate edges over every band; `bands` yields (gidx, band key) one band at a time.
+
+    The repeats are dropped band by band: a near-copy pair collides in most of the bands, so holding every
+    band's edges until the end would hold each candidate up to `bands` times."""
+    edges = pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
+    for g, k in bands:
+        edges = pl.concat([edges, band_candidates(g, k)]).unique()
+    return edges
+
+
+def clusters(n: int, a: np.ndarray, b: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """For each of n rows, the row its cluster (connected component of the edges a-b) keeps: the member of
+    lowest rank. Only the rows in an edge are labelled, so the work follows the duplicates, not the corpus."""
+    keep = np.arange(n, dtype=np.int64)
+    if len(a) == 0:
+        return keep
+    nodes = np.unique(np.concatenate([a, b]))
+    labels = components(len(nodes), np.searchsorted(nodes, a), np.searchsorted(nodes, b))
+    keep[nodes] = nodes[survivors(labels, rank[nodes])]
+    return keep
 
 
 PAIR_SET_ROWS = 1 << 13  # rows shingled at once: bounds the temporaries of shingle_batch (~100 MB at 300 chars)
@@ -205,8 +220,13 @@ def similarities(
     """Exact 3-gram Jaccards of pairs a[i] and b[i] (indices into queries/positives): of the united pair
     sets (what the LSH bands estimate), of query with query, and of positive with positive. Where swap[i]
     (both rows s2s) and the crossed orientation (query with positive) is the more alike, the two side
-    figures are the crossed ones."""
+    figures are the crossed ones. Compiled (setsim) where numba is installed; this numpy path is the
+    reference it is tested against."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if kernels.USE_NUMBA:
+        cp, cp_starts = codepoints(list(queries) + list(positives))
+        return setsim.similarities(cp, cp_starts, len(queries), a, b,
+                                   swap if swap is not None else np.zeros(len(a), dtype=bool))
     keys, ptr = pair_sets(queries, positives)
     pair = edge_jaccard(keys, ptr, a, b)
     del keys, ptr  # before the side sets are built: never both sets alive at once
@@ -236,14 +256,12 @@ def pair_similarity(
 
 def question_rows(queries: Sequence[str], positives: Sequence[str], homogeneous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which rows are questions about their positive (s2p, normalised query no longer than the positive),
-    and each row's normalised query (the exact-dedup normalisation: NFKC, lower case, no whitespace,
-    punctuation or symbols)."""
-    q = normalize(pa.array(list(queries), pa.string()))
-    p = normalize(pa.array(list(positives), pa.string()))
-    q_len = pc.utf8_length(q).to_numpy(zero_copy_only=False)
-    p_len = pc.utf8_length(p).to_numpy(zero_copy_only=False)
+    and each row's normalised query as its exact-dedup key (quality.text_keys: NFKC, lower case, no
+    whitespace, punctuation or symbols; equal keys are equal normal forms, as in exact dedup)."""
+    q_key, q_len = normal_forms(queries)
+    _, p_len = normal_forms(positives)
     question = ~np.asarray(homogeneous, dtype=bool) & (q_len <= QUESTION_RATIO * p_len)
-    return question, np.array(q.to_pylist(), dtype=object)
+    return question, q_key
 
 
 VERIFY_ROWS = 1 << 14  # rows whose texts and 3-gram sets one verification chunk holds (~30 MB at 300 chars)
@@ -254,9 +272,11 @@ MapChunks = Callable[[Callable[..., Verdicts], Iterator[tuple], tuple[float, flo
 
 def verify_chunk(chunk: tuple, thresholds: tuple[float, float]) -> Verdicts:
     """The verdicts on one chunk of candidate edges: (pair Jaccard, side Jaccard, positive Jaccard, question
-    rule, duplicate) per edge. `chunk` is (queries, positives, a, b, s2s) with a, b indices into the chunk's
-    rows. Pure and picklable: it runs in a pool worker."""
-    queries, positives, a, b, s2s = chunk
+    rule, duplicate) per edge. `chunk` is (texts, a, b, s2s) with a, b indices into the chunk's rows and
+    texts either (queries, positives) or an object whose load() reads them (stage.SpilledRows: the worker
+    reads its rows itself). Pure and picklable: it runs in a pool worker."""
+    texts, a, b, s2s = chunk
+    queries, positives = texts.load() if hasattr(texts, "load") else texts
     threshold, side_threshold = thresholds
     pair, query, positive = similarities(queries, positives, a, b, s2s[a] & s2s[b])
     question, norm_query = question_rows(queries, positives, s2s)
@@ -305,9 +325,11 @@ def near_duplicates(
         for lo in range(0, len(ga), step):
             ea, eb = ga[lo : lo + step], gb[lo : lo + step]
             rows = np.unique(np.concatenate([ea, eb]))
-            queries, positives = read(rows)
+            texts = read(rows)
+            if not hasattr(texts, "load"):  # the texts themselves (else the worker loads them)
+                texts = (list(texts[0]), list(texts[1]))
             s2s = s2s_all[rows] if s2s_all is not None else np.zeros(len(rows), dtype=bool)
-            yield list(queries), list(positives), np.searchsorted(rows, ea), np.searchsorted(rows, eb), s2s
+            yield texts, np.searchsorted(rows, ea), np.searchsorted(rows, eb), s2s
 
     # A text source that can set the candidates' rows aside first (stage.SourceTexts.spilled) reads each
     # chunk from there instead of from the start of its files.
@@ -323,5 +345,4 @@ def near_duplicates(
         pl.Series("jaccard", pair, pl.Float32), pl.Series("side_jaccard", side, pl.Float32),
         pl.Series("positive_jaccard", positive, pl.Float32), pl.Series("question", strict, pl.Boolean),
     ).filter(pl.Series(duplicate, dtype=pl.Boolean))
-    labels = components(n, verified["a"].to_numpy(), verified["b"].to_numpy())
-    return survivors(labels, rank), verified
+    return clusters(n, verified["a"].to_numpy(), verified["b"].to_numpy(), rank), verified

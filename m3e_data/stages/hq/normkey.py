@@ -69,21 +69,24 @@ def code_point_classes(drop_pattern: str) -> np.ndarray:
 if numba is not None:
 
     @numba.njit(cache=True, nogil=True)
-    def _plain_utf8(cp, cp_starts, classes, out, ends, other):  # noqa: ANN001, ANN202 (numba)
-        """UTF-8 of each text's normal form into out (text i at ends[i]:ends[i + 1]); other[i] where a code
-        point is not plain (that text's bytes are left empty)."""
+    def _plain_utf8(cp, cp_starts, classes, out, ends, other, chars):  # noqa: ANN001, ANN202 (numba)
+        """UTF-8 of each text's normal form into out (text i at ends[i]:ends[i + 1]) and its length in code
+        points into chars; other[i] where a code point is not plain (that text's bytes are left empty)."""
         pos = 0
         for t in range(len(cp_starts) - 1):
             start = pos
+            kept = 0
             for i in range(cp_starts[t], cp_starts[t + 1]):
                 c = np.uint32(cp[i])
                 k = classes[c] if c < _PLANES else OTHER
                 if k == OTHER:
                     other[t] = True
                     pos = start
+                    kept = 0
                     break
                 if k == DROP:
                     continue
+                kept += 1
                 if k == UPPER:
                     c += np.uint32(0x20)
                 if c < 0x80:
@@ -105,21 +108,29 @@ if numba is not None:
                     out[pos + 3] = 0x80 | (c & 0x3F)
                     pos += 4
             ends[t + 1] = pos
+            chars[t] = kept
 
 
 def keys_from_codepoints(texts: pa.Array | pa.ChunkedArray, cp: np.ndarray, cp_starts: np.ndarray,
                          drop_pattern: str, normalize) -> np.ndarray:  # noqa: ANN001 (quality.normalize)
     """xxh3-64 keys of normalize(texts), given the texts' code points back to back (minhash.codepoints).
     Needs numba (callers fall back to normalize + hash without it)."""
+    return forms_from_codepoints(texts, cp, cp_starts, drop_pattern, normalize)[0]
+
+
+def forms_from_codepoints(texts: pa.Array | pa.ChunkedArray, cp: np.ndarray, cp_starts: np.ndarray,
+                          drop_pattern: str, normalize) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """(xxh3-64 key, length in code points) of normalize(texts): see keys_from_codepoints."""
     n = len(cp_starts) - 1
     keys = np.zeros(n, dtype=np.uint64)
+    chars = np.zeros(n, dtype=np.int64)
     if n == 0:
-        return keys
+        return keys, chars
     out = np.empty(4 * len(cp), dtype=np.uint8)
     ends = np.zeros(n + 1, dtype=np.int64)
     other = np.zeros(n, dtype=bool)
     _plain_utf8(np.ascontiguousarray(cp, dtype=np.uint32), np.ascontiguousarray(cp_starts, dtype=np.int64),
-                code_point_classes(drop_pattern), out, ends, other)
+                code_point_classes(drop_pattern), out, ends, other, chars)
     data = memoryview(out)
     bounds = ends.tolist()
     digest = xxhash.xxh3_64_intdigest
@@ -130,4 +141,5 @@ def keys_from_codepoints(texts: pa.Array | pa.ChunkedArray, cp: np.ndarray, cp_s
         slow = normalize(texts.take(pa.array(rest)))
         keys[rest] = np.fromiter((digest(t.encode("utf-8", "surrogatepass")) for t in slow.to_pylist()),
                                  dtype=np.uint64, count=len(rest))
-    return keys
+        chars[rest] = pc.utf8_length(slow).to_numpy(zero_copy_only=False)
+    return keys, chars

@@ -12,7 +12,7 @@ The rules fit short pairs, not web pages (see docs/design.md): no word or senten
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -26,6 +26,7 @@ import xxhash
 from m3e_data.catalog import load_task_hq
 from m3e_data.stages.hq import langid, normkey
 from m3e_data.stages.hq import sketch as kernels
+from m3e_data.stages.hq.charprofile import CLASSES, HAN, KANA, LETTER, SPACE, SPECIAL, char_profile
 from m3e_data.stages.hq.minhash import MinHashParams, band_keys, codepoints, hash_keys
 from m3e_data.stages.hq.sketch import sketch
 
@@ -53,7 +54,6 @@ _DROP_CHARS = r"[\s\p{P}\p{S}]+"
 _SEP = "\x1f"
 
 # Character classes, one bit each, looked up per code point.
-LETTER, HAN, KANA, SPECIAL, SPACE = 1, 2, 4, 8, 16
 _HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3134F))
 _KANA_RANGES = ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
 _TABLE_SIZE = 0x30000  # planes 0-2 by category; above that only Han extensions matter
@@ -84,6 +84,19 @@ def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     out = pc.utf8_normalize(texts, "NFKC")
     out = pc.utf8_lower(out)
     return pc.replace_substring_regex(out, _DROP_CHARS, "")
+
+
+def normal_forms(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(text_keys, length in code points) of each text's normal form (`normalize`): what near dedup's
+    question rule compares. Per code point with the compiled kernels where that is the same (normkey)."""
+    array = pa.array(list(texts), pa.string())
+    if kernels.USE_NUMBA:
+        cp, cp_starts = codepoints(texts)
+        return normkey.forms_from_codepoints(array, cp, cp_starts, _DROP_CHARS, normalize)
+    forms = normalize(array)
+    keys = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in forms.to_pylist()),
+                       dtype=np.uint64, count=len(forms))
+    return keys, pc.utf8_length(forms).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def text_keys(texts: pa.Array | pa.ChunkedArray, cp: np.ndarray | None = None, cp_starts: np.ndarray | None = None
@@ -129,25 +142,6 @@ def band_columns(prefix: str, bands: int) -> list[str]:
     return [f"{prefix}_b{i:02d}" for i in range(bands)]
 
 
-def _per_text(cp_starts: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """How many code points of each text fall in `mask` (prefix sums: empty texts count 0)."""
-    csum = np.zeros(len(mask) + 1, dtype=np.int64)
-    np.cumsum(mask, out=csum[1:])
-    return (csum[cp_starts[1:]] - csum[cp_starts[:-1]]).astype(np.int32)
-
-
-def _max_runs(cp: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """Longest run of one repeated character in each text (哈哈哈哈 → 4)."""
-    out = np.zeros(n, dtype=np.int32)
-    if len(cp) == 0:
-        return out
-    new_run = np.r_[True, (cp[1:] != cp[:-1]) | (owner[1:] != owner[:-1])]
-    run_start = np.flatnonzero(new_run)
-    run_len = np.diff(np.r_[run_start, len(cp)])
-    np.maximum.at(out, owner[run_start], run_len.astype(np.int32))
-    return out
-
-
 def _languages(texts: list[str], han: np.ndarray, kana: np.ndarray, letters: np.ndarray) -> np.ndarray:
     """langid.classify per text; the conclusive Chinese case (most rows) is decided here in bulk."""
     out = np.full(len(texts), langid.ZH, dtype=object)
@@ -166,15 +160,9 @@ def compute_stats(table: pa.Table, params: StatsParams = StatsParams()) -> pa.Ta
     cp, cp_starts = codepoints(texts)
     m = 2 * n
 
-    classes = char_classes()[cp]
-    han = _per_text(cp_starts, (classes & HAN) > 0)
-    kana = _per_text(cp_starts, (classes & KANA) > 0)
-    letters = _per_text(cp_starts, (classes & LETTER) > 0)
-    special = _per_text(cp_starts, (classes & SPECIAL) > 0)
-    space = _per_text(cp_starts, (classes & SPACE) > 0)
+    counts, max_run = char_profile(cp, cp_starts, char_classes())
+    han, kana, letters, special, space = (counts[:, k] for k in range(len(CLASSES)))
     length = np.diff(cp_starts).astype(np.int32) - space
-    cp_owner = np.repeat(np.arange(m), np.diff(cp_starts))
-    max_run = _max_runs(cp, cp_owner, m)
 
     # Repetition, query/positive overlap and the MinHash minimums, from one pass over each text's 3-grams
     # (only the permutations the bands read).

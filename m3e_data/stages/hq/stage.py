@@ -52,6 +52,7 @@ from m3e_data.manifest import now, read_manifest, write_stage
 from m3e_data.schema import EVAL_SPLITS, UNIFIED_SCHEMA, conform
 from m3e_data.stages.hq import normkey, quality
 from m3e_data.stages.hq import sketch as kernels
+from m3e_data.stages.hq.decisions import Decisions, KeptIds, reason_stage
 from m3e_data.stages.hq.decontaminate import EvalIndex, contaminated
 from m3e_data.stages.hq.dedup import exact_duplicates, keep_order, near_duplicates
 from m3e_data.stages.hq.quality import StatsParams, band_columns
@@ -62,9 +63,11 @@ from m3e_data.storage.store import (
     PartWriter,
     atomic_write_json,
     clean_stale,
+    commit_hooks_held,
     iter_batches,
     parquet_files,
     read_success,
+    run_commit_hooks,
     staged_folder,
 )
 
@@ -80,13 +83,6 @@ STATS_BATCH = 20_000  # pairs per pool task: bounds a worker's temporaries (~250
 LENGTH_BINS = (0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 ProgressFn = Callable[[str, str, int], None]  # (step, source, rows done)
-
-
-def reason_stage(reason: str) -> str:
-    """The reject stage a drop reason belongs to (quality reasons are "quality:<rule>")."""
-    if reason.startswith("quality:"):
-        return "quality"
-    return {"eval_split": "eval_split", "decontaminated": "decontaminate"}.get(reason, "dedup")
 
 
 class HqConfigError(ValueError):
@@ -389,13 +385,28 @@ class Executor:
         """dedup.near_duplicates, the same arguments and answer; candidates verified in chunks on the pool."""
         return near_duplicates(*args, map_chunks=_pool_map, **kwargs)
 
-    def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: pl.Series,
+    def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: KeptIds,
               run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
-        """write_source for each (source, decisions)."""
-        for src, d in jobs:
-            write_source(out, src, d, kept_ids, run_key)
+        """write_source for each (source, decisions), `workers` sources at a time; each gets the ids its
+        own duplicates point to. The folders a source committed are announced here, in this process (an
+        object store's push runs here, not in a worker)."""
+        tasks = ((src, d, kept_ids.subset(d.kept_gidx[d.kept_gidx >= 0])) for src, d in jobs)
+        for (src, _), folders in zip(jobs, _bounded_map(_write_task, tasks, (out, run_key), self.workers),
+                                     strict=True):
             release_memory()
+            for folder in folders:
+                run_commit_hooks(Path(folder))
             on_written(src)
+
+
+def _write_task(job: tuple[SourceInput, Decisions, KeptIds], params: tuple[Path, dict[str, Any]]) -> list[str]:
+    """write_source in a pool worker; returns the folders it committed (m3e-hq's, then the rejects')."""
+    src, d, kept_ids = job
+    out, run_key = params
+    with commit_hooks_held():
+        write_source(out, src, d, kept_ids, run_key)
+    stages = [s for s in REJECT_STAGES if d.stage_codes(s) and np.isin(d.code, d.stage_codes(s)).any()]
+    return [str(out / "m3e-hq" / src.name), *(str(out / "rejects" / s / src.name) for s in stages)]
 
 
 def stats_path(out: Path, name: str) -> Path:
@@ -446,23 +457,36 @@ def read_stats(folder: Path, columns: list[str]) -> pl.DataFrame:
 
 
 @dataclass
-class Decisions:
-    """Per source, per row: the reject stage, reason and kept row (None where the row is kept)."""
+class SpilledRows:
+    """Where some rows' texts lie in a spill file (SourceTexts.spilled); load() reads exactly their bytes
+    (os.pread), never mapping the file: the rows lie all over it, and a mapping kept every page it touched
+    in the process (the whole file, ~900 MB at 4M pairs)."""
 
-    stage: np.ndarray  # object: stage name or None
-    reason: np.ndarray  # object
-    kept_gidx: np.ndarray  # int64, -1 unless a duplicate
-    matched: np.ndarray | None = None  # object: the evaluation file's name where decontaminated
-    duplicate_ids: int = 0  # rows repeating another row's id (rejects and kept_id name rows by id)
+    path: str
+    start: np.ndarray  # int64: byte offset of each row's query, its positive right after
+    q_len: np.ndarray  # int32: UTF-8 bytes
+    p_len: np.ndarray
+
+    def load(self) -> tuple[list[str], list[str]]:
+        queries: list[str] = []
+        positives: list[str] = []
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for off, ql, pl_ in zip(self.start.tolist(), self.q_len.tolist(), self.p_len.tolist(), strict=True):
+                data = os.pread(fd, ql + pl_, off)
+                queries.append(data[:ql].decode("utf-8", "surrogatepass"))
+                positives.append(data[ql:].decode("utf-8", "surrogatepass"))
+        finally:
+            os.close(fd)
+        return queries, positives
 
 
 class SourceTexts:
     """texts(gidx) → (queries, positives) of rows by global number, read from the sources' parquet.
 
     A call reads the sources up to the last row it needs, so near dedup, which asks for one chunk of rows
-    at a time, first `spilled` its candidate rows: one pass writes their texts, in row order, to an Arrow
-    file that each chunk's rows are then taken from, memory-mapped only while they are taken (the pages a
-    chunk touched leave the process with the mapping)."""
+    at a time, first `spilled` its candidate rows: one pass writes their texts, in row order, to a scratch
+    file that each chunk reads its rows' bytes from."""
 
     def __init__(self, sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray],
                  scratch: Path | None = None) -> None:
@@ -503,42 +527,38 @@ class SourceTexts:
         return SourceTexts(self.sources, self.offsets, self.local, scratch)
 
     @contextlib.contextmanager
-    def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], tuple[list[str], list[str]]]]:
-        """A reader of the rows `gidx` (sorted, unique) from a scratch Arrow file, removed on exit."""
+    def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], Any]]:
+        """A reader of the rows `gidx` (sorted, unique) from a scratch file, removed on exit.
+
+        The file holds each row's query and positive as UTF-8, back to back, in gidx order; where each row
+        starts and how long its two texts are stay in memory (16 bytes a row). The reader returns a chunk's
+        SpilledRows, which the pool worker verifying the chunk loads itself: the main process sends a few
+        numbers per row, not the texts."""
         if self.scratch is None or len(gidx) == 0:
             yield self
             return
         gidx = np.asarray(gidx, dtype=np.int64)
         self.scratch.mkdir(parents=True, exist_ok=True)
-        path = self.scratch / f"texts-{os.getpid()}.arrow"
-        schema = pa.schema([("query", pa.string()), ("positive", pa.string())])
+        path = self.scratch / f"texts-{os.getpid()}.bin"
+        start = np.zeros(len(gidx), dtype=np.int64)
+        q_len = np.zeros(len(gidx), dtype=np.int32)
+        p_len = np.zeros(len(gidx), dtype=np.int32)
         try:
-            starts = [0]  # the file's first row of each record batch
-            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-                for _, table in self._batches(gidx):  # gidx is sorted: the file's rows are gidx's order
-                    writer.write_batch(table.cast(schema).combine_chunks().to_batches()[0])
-                    starts.append(starts[-1] + table.num_rows)
-            bounds = np.array(starts, dtype=np.int64)
+            with open(path, "wb") as sink:
+                end = 0
+                for where, table in self._batches(gidx):  # gidx is sorted: the file's rows are gidx's order
+                    q = [t.encode("utf-8", "surrogatepass") for t in table.column("query").to_pylist()]
+                    p = [t.encode("utf-8", "surrogatepass") for t in table.column("positive").to_pylist()]
+                    ql = np.fromiter(map(len, q), dtype=np.int64, count=len(q))
+                    pl_ = np.fromiter(map(len, p), dtype=np.int64, count=len(p))
+                    ends = end + np.cumsum(ql + pl_)
+                    start[where], q_len[where], p_len[where] = ends - ql - pl_, ql, pl_
+                    sink.write(b"".join(x for pair in zip(q, p, strict=True) for x in pair))
+                    end = int(ends[-1]) if len(ends) else end
 
-            def read(rows: np.ndarray) -> tuple[list[str], list[str]]:
+            def read(rows: np.ndarray) -> SpilledRows:
                 at = np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))
-                if len(at) == 0:
-                    return [], []
-                order = np.argsort(at, kind="stable")
-                which = np.searchsorted(bounds, at[order], side="right") - 1
-                queries: list[str] = [""] * len(at)
-                positives: list[str] = [""] * len(at)
-                # Batch by batch: a take over the whole file would first concatenate it in memory.
-                with pa.memory_map(str(path)) as source:
-                    reader = pa.ipc.open_file(source)
-                    cuts = np.r_[0, np.flatnonzero(np.diff(which)) + 1, len(which)]  # which is sorted
-                    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-                        b = int(which[lo])
-                        got = reader.get_batch(b).take(pa.array(at[order[lo:hi]] - bounds[b]))
-                        for k, q, p in zip(order[lo:hi].tolist(), got.column(0).to_pylist(), got.column(1).to_pylist(),
-                                           strict=True):
-                            queries[k], positives[k] = q, p
-                return queries, positives
+                return SpilledRows(str(path), start[at], q_len[at], p_len[at])
 
             yield read
         finally:
@@ -575,104 +595,108 @@ def decide(
     keep_eval_splits: bool,
     on_progress: ProgressFn | None = None,
     executor: Executor | None = None,
-) -> tuple[list[Decisions], dict[str, dict[str, int]], dict[str, int], list[pl.Series]]:
+) -> tuple[list[Decisions], dict[str, dict[str, int]], dict[str, int], KeptIds]:
     """Every row's fate. Returns per-source decisions, the cross-source overlap, decontamination counts per
-    evaluation file, and the ids of the rows that reached dedup, by gidx (what kept_gidx points into)."""
+    evaluation file, and the ids of the rows duplicates point to (by gidx, what kept_gidx points into).
+
+    Memory: what lives for every row of the corpus at once is a few numpy arrays (decision code, kept row,
+    local row number, survival rank: ~25 bytes a row); each source's statistics, ids and keys are read
+    one source (or one column) at a time."""
     params = config.stats
     decisions: list[Decisions] = []
-    meta_parts: list[pl.DataFrame] = []
+    order_parts: list[pl.DataFrame] = []
+    local: list[np.ndarray] = []
     decon_counts: Counter = Counter()
+    src_order = _name_order([s.name for s in sources])
+    global_ids = not all(_ids_prefixed(folder, src.name) for src, folder in zip(sources, folders, strict=True))
     for s, (src, folder) in enumerate(zip(sources, folders, strict=True)):
-        stats = read_stats(folder, [c for c in read_stats_columns(params)])
+        stats = read_stats(folder, ["id", "split", "commercial", "n_neg", *quality_columns()])
         n = stats.height
-        stage = np.full(n, None, dtype=object)
-        reason = np.full(n, None, dtype=object)
+        d = Decisions.new(n, stats["id"].len() - stats["id"].n_unique())
         if not keep_eval_splits:
-            is_eval = stats["split"].is_in(list(EVAL_SPLITS)).to_numpy()
-            stage[is_eval], reason[is_eval] = "eval_split", "eval_split"
+            d.drop(np.flatnonzero(stats["split"].is_in(list(EVAL_SPLITS)).to_numpy()), "eval_split")
         q_reason = quality.apply_rules(stats, config.thresholds(src.name, src.task, src.catalog_hq))["reason"]
-        q_mask = q_reason.is_not_null().to_numpy() & (stage == None)  # noqa: E711 (elementwise on objects)
-        stage[q_mask] = "quality"
-        reason[q_mask] = np.array([f"quality:{r}" for r in q_reason.to_numpy()[q_mask]], dtype=object)
-        decisions.append(Decisions(stage, reason, np.full(n, -1, dtype=np.int64), np.full(n, None, dtype=object),
-                                   stats["id"].len() - stats["id"].n_unique()))
-        meta_parts.append(
-            stats.select(
-                pl.lit(s, pl.Int32).alias("s"),
-                pl.int_range(pl.len(), dtype=pl.Int64).alias("local"),
-                "id", "commercial", "n_neg", "pair_key",
-                pl.lit(src.quality, pl.Categorical).alias("quality"),
-            )
+        fired = np.flatnonzero(q_reason.is_not_null().to_numpy() & d.kept)
+        rules, which = np.unique(q_reason.gather(fired).to_numpy().astype(str), return_inverse=True)
+        for k, rule in enumerate(rules.tolist()):
+            d.drop(fired[which == k], f"quality:{rule}")
+        decisions.append(d)
+        alive = pl.Series(d.kept)
+        local.append(np.flatnonzero(d.kept).astype(np.int64))
+        # keep_order's id: the id itself where ids may not sort by source; else (source's place, id's rank
+        # in its source), which sorts the same when every id starts with its source's "<name>/".
+        id_key = pl.col("id") if global_ids else (
+            pl.lit(src_order[s], pl.Int64) * (1 << 32) + pl.col("id").rank("ordinal").cast(pl.Int64)
         )
+        order_parts.append(stats.select(
+            id_key.alias("id"), "commercial", "n_neg", pl.lit(src.quality, pl.String).alias("quality"),
+        ).filter(alive))
+        del stats
         if on_progress:
             on_progress("rules", src.name, n)
 
     # Global numbering of the rows still alive: gidx in source order, then row order.
-    alive = [pl.Series(d.stage == None) for d in decisions]  # noqa: E711
-    meta = pl.concat([m.filter(a) for m, a in zip(meta_parts, alive, strict=True)]).with_row_index("gidx")
-    meta = meta.with_columns(pl.col("gidx").cast(pl.Int64))
-    counts = [int(a.sum()) for a in alive]
     offsets = np.zeros(len(sources) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    local = [meta["local"].to_numpy()[offsets[s] : offsets[s + 1]] for s in range(len(sources))]
+    np.cumsum([len(x) for x in local], out=offsets[1:])
+    n_alive = int(offsets[-1])
+    rank = keep_order(pl.concat(order_parts)) if n_alive else np.zeros(0, dtype=np.int64)
+    del order_parts
     texts = _texts_reader(sources, offsets, local, out / ".cache" / "hq-verify")
-    src_of = meta["s"].to_numpy()
-    loc_of = meta["local"].to_numpy()
+    alive_of = [pl.Series(d.kept) for d in decisions]  # before decontamination: what gidx numbers
 
-    def mark(mask_g: np.ndarray, stage_name: str, reason: str, kept: np.ndarray | None = None) -> None:
+    def source_of(g: np.ndarray) -> np.ndarray:
+        return np.searchsorted(offsets, g, side="right") - 1
+
+    def mark(g: np.ndarray, reason: str, kept: np.ndarray | None = None) -> None:
+        """Drop the rows of global numbers g (sorted) for `reason`, pointing at `kept` where given."""
+        cuts = np.searchsorted(g, offsets)
         for s, d in enumerate(decisions):
-            sel = mask_g & (src_of == s)
-            if sel.any():
-                rows = loc_of[sel]
-                d.stage[rows], d.reason[rows] = stage_name, reason
-                if kept is not None:
-                    d.kept_gidx[rows] = kept[sel]
+            lo, hi = cuts[s], cuts[s + 1]
+            if hi > lo:
+                d.drop(local[s][g[lo:hi] - offsets[s]], reason, None if kept is None else kept[lo:hi])
 
-    def count_overlap(mask_g: np.ndarray, kept: np.ndarray) -> None:
-        g = np.flatnonzero(mask_g)
-        pairs = pl.DataFrame({"a": src_of[g], "b": src_of[kept[g]]}).group_by("a", "b").len()
-        for a, b, n in pairs.iter_rows():
-            overlap[(src_names[a], src_names[b])] += n
-
-    n_alive = meta.height
-    dropped = np.zeros(n_alive, dtype=bool)
     overlap: Counter = Counter()
     src_names = [s.name for s in sources]
 
+    def count_overlap(g: np.ndarray, kept: np.ndarray) -> None:
+        pairs = pl.DataFrame({"a": source_of(g), "b": source_of(kept)}).group_by("a", "b").len()
+        for a, b, n in pairs.iter_rows():
+            overlap[(src_names[a], src_names[b])] += n
+
+    dropped = np.zeros(n_alive, dtype=bool)
     if eval_index is not None and n_alive:
         for s, folder in enumerate(folders):
             cols = ["q_key", "p_key", *band_columns("q", params.bands), *band_columns("p", params.bands)]
-            st = read_stats(folder, cols).filter(alive[s]).with_columns(
+            st = read_stats(folder, cols).filter(alive_of[s]).with_columns(
                 pl.int_range(offsets[s], offsets[s + 1], dtype=pl.Int64).alias("gidx")
             )
             hit = contaminated(st, eval_index, texts, params, config.jaccard)
             if hit.height:
-                g = hit["gidx"].to_numpy()
-                mask = np.zeros(n_alive, dtype=bool)
-                mask[g] = True
-                mark(mask, "decontaminate", "decontaminated")
                 # The file's name, not its path: rejects may be shared, and a path says nothing more.
-                d = decisions[s]
-                first = pl.DataFrame({"gidx": g, "file": hit["file"]}).unique("gidx", keep="first", maintain_order=True)
-                d.matched[loc_of[first["gidx"].to_numpy()]] = [Path(f).name for f in first["file"].to_list()]
-                dropped |= mask
+                first = hit.select("gidx", "file").unique("gidx", keep="first").sort("gidx")
+                g = first["gidx"].to_numpy()
+                mark(g, "decontaminated")
+                decisions[s].matched.update(zip((local[s][g - offsets[s]]).tolist(),
+                                                (Path(f).name for f in first["file"].to_list()), strict=True))
+                dropped[g] = True
                 decon_counts.update(hit["file"].to_list())
             if on_progress:
                 on_progress("decontaminate", sources[s].name, st.height)
 
-    rank = keep_order(meta) if n_alive else np.zeros(0, dtype=np.int64)
+    def column(name: str) -> pl.Series:
+        """One statistics column of the rows alive, in gidx order."""
+        return pl.concat([read_stats(folder, [name]).filter(alive_of[s])[name] for s, folder in enumerate(folders)])
 
     # Exact duplicates among the rows still alive. Marked after near dedup: the row an exact copy points
     # to may itself be a near duplicate of a better row, and kept_id must name the row that survives.
-    exact_kept = np.arange(n_alive, dtype=np.int64)
-    exact_mask = np.zeros(n_alive, dtype=bool)
     live = np.flatnonzero(~dropped)
+    exact_rows = exact_kept = np.zeros(0, dtype=np.int64)
     if len(live):
-        keys = meta["pair_key"].to_numpy()[live]
-        kept_local = exact_duplicates(keys, rank[live])
-        exact_kept[live] = live[kept_local]
-        exact_mask[live] = exact_kept[live] != live
-        dropped |= exact_mask
+        kept_local = exact_duplicates(column("pair_key").to_numpy()[live], rank[live])
+        copy = np.flatnonzero(kept_local != np.arange(len(live)))
+        exact_rows, exact_kept = live[copy], live[kept_local[copy]]
+        dropped[exact_rows] = True
+        del kept_local
         if on_progress:
             on_progress("exact dedup", "all", len(live))
 
@@ -683,40 +707,58 @@ def decide(
 
         def bands() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for name in band_columns("pair", params.bands):
-                parts = [
-                    read_stats(folder, [name]).filter(alive[s])[name] for s, folder in enumerate(folders)
-                ]
-                col = pl.concat(parts).filter(live_mask).to_numpy()
-                yield live, col
+                yield live, column(name).filter(live_mask).to_numpy()
                 if on_progress:
                     on_progress("near dedup", name, len(live))
 
-        s2s = np.array([src.homogeneous for src in sources], dtype=bool)[src_of]
+        s2s = np.repeat(np.array([src.homogeneous for src in sources], dtype=bool), np.diff(offsets))
         keep_g, _ = (executor or Executor()).near_duplicates(
             n_alive, Counted(params.bands, bands), texts, rank, config.jaccard, s2s, config.side_jaccard
         )
+        del s2s
         release_memory()
-        mask = np.zeros(n_alive, dtype=bool)
-        mask[live] = keep_g[live] != live
-        mark(mask, "dedup", "near_duplicate", keep_g)
-        count_overlap(mask, keep_g)
-        exact_kept = keep_g[exact_kept]  # rows outside near dedup map to themselves
-    if exact_mask.any():
-        mark(exact_mask, "dedup", "exact_duplicate", exact_kept)
-        count_overlap(exact_mask, exact_kept)
+        near = live[keep_g[live] != live]
+        mark(near, "near_duplicate", keep_g[near])
+        count_overlap(near, keep_g[near])
+        exact_kept = keep_g[exact_kept]  # the row an exact copy points to, after its own near dedup
+        del keep_g
+    if len(exact_rows):
+        mark(exact_rows, "exact_duplicate", exact_kept)
+        count_overlap(exact_rows, exact_kept)
 
-    # kept_gidx → kept row's (source, local) is resolved by the writer through this table.
-    for d in decisions:
-        d.kept_gidx = np.where(d.kept_gidx >= 0, d.kept_gidx, -1)
     cross: dict[str, dict[str, int]] = {}
     for (a, b), n in sorted(overlap.items()):
         if a != b:
             cross.setdefault(a, {})[b] = n
-    return decisions, cross, dict(decon_counts), [meta["id"]]
+    return decisions, cross, dict(decon_counts), _kept_ids(decisions, folders, offsets, local)
 
 
-def read_stats_columns(params: StatsParams) -> list[str]:
-    return ["id", "split", "commercial", "n_neg", "pair_key", *quality_columns()]
+def _name_order(names: list[str]) -> list[int]:
+    """Each source's place when its ids ("<name>/<split>/<key>") are sorted: ids of two sources compare as
+    "<name>/" does, whatever follows (no name holds "/")."""
+    order = sorted(range(len(names)), key=lambda k: names[k] + "/")
+    place = [0] * len(names)
+    for p, k in enumerate(order):
+        place[k] = p
+    return place
+
+
+def _ids_prefixed(folder: Path, name: str) -> bool:
+    """Every id of the source starts with "<name>/" (normalize's make_id), so ids sort by source first."""
+    return bool(read_stats(folder, ["id"])["id"].str.starts_with(f"{name}/").all())
+
+
+def _kept_ids(decisions: list[Decisions], folders: list[Path], offsets: np.ndarray, local: list[np.ndarray]
+              ) -> KeptIds:
+    """The ids of the rows some duplicate points to, read source by source from the statistics."""
+    wanted = np.unique(np.concatenate([d.kept_gidx[d.kept_gidx >= 0] for d in decisions] or [np.zeros(0, np.int64)]))
+    cuts = np.searchsorted(wanted, offsets)
+    ids = []
+    for s, folder in enumerate(folders):
+        g = wanted[cuts[s] : cuts[s + 1]]
+        if len(g):
+            ids.append(read_stats(folder, ["id"])["id"].gather(local[s][g - offsets[s]]))
+    return KeptIds(wanted, pl.concat(ids) if ids else pl.Series("id", [], pl.String))
 
 
 def quality_columns() -> list[str]:
@@ -735,14 +777,12 @@ def _histogram(values: np.ndarray) -> list[int]:
 
 
 def write_source(
-    out: Path, src: SourceInput, d: Decisions, kept_ids: pl.Series, run_key: dict[str, Any]
+    out: Path, src: SourceInput, d: Decisions, kept_ids: KeptIds, run_key: dict[str, Any]
 ) -> None:
     """OUT/m3e-hq/<source>/ and OUT/rejects/<stage>/<source>/ for one source, each folder atomically."""
-    kept_id = np.full(len(d.stage), None, dtype=object)
-    dup = np.flatnonzero(d.kept_gidx >= 0)
-    if len(dup):
-        kept_id[dup] = kept_ids.gather(d.kept_gidx[dup]).to_numpy()
-    stages_here = [s for s in REJECT_STAGES if (d.stage == s).any()]
+    stage_of = d.stage
+    stages_here = [s for s in REJECT_STAGES if (stage_of == s).any()]
+    del stage_of
     for stage in REJECT_STAGES:
         if stage not in stages_here:
             ownership.remove(out / "rejects" / stage / src.name, "build")  # never a user's file in it
@@ -759,17 +799,21 @@ def write_source(
             start = 0
             for batch in _batches(src.folder):
                 end = start + batch.num_rows
-                stage = d.stage[start:end]
-                keep = stage == None  # noqa: E711
-                writers[""].write(conform(batch.filter(pa.array(keep))))
+                code = d.code[start:end]
+                writers[""].write(conform(batch.filter(pa.array(code == 0))))
                 for name in stages_here:
-                    sel = stage == name
-                    if sel.any():
-                        rej = batch.filter(pa.array(sel))
-                        rej = conform(rej).append_column("reason", pa.array(d.reason[start:end][sel], pa.string()))
-                        rej = rej.append_column("kept_id", pa.array(kept_id[start:end][sel], pa.string()))
-                        matched = d.matched[start:end][sel] if d.matched is not None else [None] * len(rej)
-                        rej = rej.append_column("matched", pa.array(matched, pa.string()))
+                    rows = np.flatnonzero(np.isin(code, d.stage_codes(name)))
+                    if len(rows):
+                        at = start + rows
+                        kept = d.kept_gidx[at]
+                        kept_id = np.full(len(rows), None, dtype=object)
+                        kept_id[kept >= 0] = kept_ids.of(kept[kept >= 0])
+                        rej = conform(batch.take(pa.array(rows)))
+                        rej = rej.append_column("reason", pa.array([d.reasons[c - 1] for c in code[rows].tolist()],
+                                                                   pa.string()))
+                        rej = rej.append_column("kept_id", pa.array(kept_id, pa.string()))
+                        rej = rej.append_column("matched", pa.array([d.matched.get(r) for r in at.tolist()],
+                                                                    pa.string()))
                         writers[name].write(rej.cast(REJECT_SCHEMA))
                 start = end
             for name, w in writers.items():
@@ -881,7 +925,7 @@ def _run_hq(
             results[src.name].stats_cached = cached
         eval_index = EvalIndex.build(eval_paths, cfg.stats) if eval_paths else None
 
-        decisions, overlap, decon, (kept_ids,) = decide(
+        decisions, overlap, decon, kept_ids = decide(
             out, sources, folders, cfg, eval_index, keep_eval_splits, on_progress, executor
         )
 
@@ -902,18 +946,20 @@ def _run_hq(
     jobs: list[tuple[SourceInput, Decisions]] = []
     for src, folder, d in zip(sources, folders, decisions, strict=True):
         r = results[src.name]
-        r.rows_in = len(d.stage)
-        r.rows_out = int((d.stage == None).sum())  # noqa: E711
-        for reason in d.reason[d.stage != None]:  # noqa: E711
-            r.dropped[reason] += 1
+        r.rows_in = len(d)
+        r.rows_out = int(d.kept.sum())
+        counts = np.bincount(d.code, minlength=len(d.reasons) + 1)
+        for k, reason in enumerate(d.reasons, start=1):
+            if counts[k]:
+                r.dropped[reason] += int(counts[k])
         left = r.rows_in
         r.through["input"] = left
         for stage in REJECT_STAGES:
-            left -= int((d.stage == stage).sum())
+            left -= int(counts[d.stage_codes(stage)].sum())
             r.through[stage] = left
         r.duplicate_ids = d.duplicate_ids
         lens = read_stats(folder, ["q_len", "p_len"])
-        keep = pl.Series(d.stage == None)  # noqa: E711
+        keep = pl.Series(d.kept)
         r.lengths = {
             "query": _histogram(lens["q_len"].filter(keep).to_numpy()),
             "positive": _histogram(lens["p_len"].filter(keep).to_numpy()),
