@@ -3,10 +3,12 @@ planted near duplicates across sources, and after a worker is killed mid-stage; 
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,7 +23,8 @@ from m3e_data.stages.normalize.stage import BuildOptions, build, select_sources
 from m3e_data.storage.store import SUCCESS, atomic_write_json
 
 ray = pytest.importorskip("ray")
-from m3e_data.executors.hq_ray import RayExecutor, TooManyEdges  # noqa: E402
+from m3e_data.executors import hq_ray  # noqa: E402
+from m3e_data.executors.hq_ray import RayExecutor, TooManyEdges, partitions_for, verify_groups  # noqa: E402
 
 PARTS = 3  # few shuffle partitions: tiny data, and each partition is a Ray task on a 2-CPU cluster
 
@@ -199,3 +202,95 @@ def test_statistics_tasks_cut_within_a_part_file(tmp_path):
     hq.run_hq(local, workers=1)
     hq.run_hq(other, executor=RayExecutor(partitions=PARTS, stats_rows=7))  # 48-row parts: 7 tasks each
     assert_same(local, other)
+
+
+def test_partitions_grow_with_the_input():
+    """A bucket task holds about BUCKET_ENTRIES (band, key, gidx) entries whatever the corpus: the partition
+    count is live rows x bands / BUCKET_ENTRIES, never fewer than the least asked for."""
+    assert partitions_for(1_000, 20) == hq_ray.PARTITIONS
+    sizes = [250_000, 1_000_000, 2_000_000, 4_000_000, 16_000_000]
+    parts = [partitions_for(n, 20) for n in sizes]
+    assert parts == sorted(parts) and parts[-1] > parts[0]
+    for n, p in zip(sizes, parts, strict=True):
+        assert n * 20 / p <= hq_ray.BUCKET_ENTRIES
+    assert partitions_for(10, 2, least=1, entries=7) == 3
+    assert partitions_for(0, 20, least=1) == 1
+
+
+def test_verify_groups_bound_a_task_and_keep_every_partition():
+    counts = np.array([5, 0, 9, 3, 3, 8, 1, 7, 4, 0])
+    groups = verify_groups(counts, least=2, edges=10)
+    assert sorted(p for g in groups for p in g) == list(range(len(counts)))  # each partition once
+    assert all(g == list(range(g[0], g[-1] + 1)) for g in groups)  # runs in order
+    assert len(groups) == 4  # 40 copies / 10
+    assert max(int(counts[g].sum()) for g in groups) <= 2 * 10
+    # The least asked for (CPUs kept busy) where partitions are even, as hashing makes them.
+    assert len(verify_groups(np.full(10, 4), least=8, edges=1000)) == 8
+    assert len(verify_groups(counts[:3], least=8, edges=1)) == 3  # never more tasks than partitions
+    assert verify_groups(np.zeros(4, dtype=np.int64), least=2) == [[0, 1, 2, 3]]
+
+
+def test_many_partitions_and_verify_tasks_give_the_local_rows(tmp_path):
+    """Small bounds make the shuffle many partitions (map tasks cut within a band, verification tasks over
+    groups of partitions): the same rows as local."""
+    local, other = tmp_path / "local", tmp_path / "ray"
+    _planted(local)
+    _planted(other)
+    hq.run_hq(local, workers=1)
+    stale = other / ".cache" / "hq-verify" / "shuffle-killed"  # a killed run's shuffle files
+    stale.mkdir(parents=True)
+    (stale / "map-0.arrow").write_bytes(b"x" * 100)
+    ex = RayExecutor(partitions=1, bucket_entries=300, verify_edges=300, map_rows=50)
+    hq.run_hq(other, executor=ex)
+    assert_same(local, other)
+    rows = read_manifest(other)["stages"]["hq"]["sources"]
+    # The rows near dedup banded: those that reached dedup, less exact copies.
+    live = sum(s["through"]["decontaminate"] - s["dropped"].get("exact_duplicate", 0) for s in rows.values())
+    assert ex.last_partitions == partitions_for(live, 20, 1, 300) > 8
+    assert 1 < ex.last_verify_tasks < ex.last_partitions, ex.last_verify_tasks
+    assert not (other / ".cache" / "hq-verify").exists()  # every task's scratch file removed, the stale ones too
+
+
+def test_write_task_gets_only_the_ids_it_needs(tmp_path, monkeypatch):
+    """A source's write task is sent the ids its duplicates point to, not the corpus's ids."""
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    original = hq_ray._write
+
+    def recording(out, src, d, kept_ids, run_key, fault):
+        (seen / src.name).write_text(json.dumps(kept_ids.ids.to_list()))
+        return original(out, src, d, kept_ids, run_key, fault)
+
+    monkeypatch.setattr(hq_ray, "_write", recording)
+    local, other = tmp_path / "local", tmp_path / "ray"
+    _planted(local)
+    _planted(other)
+    hq.run_hq(local, workers=1)
+    hq.run_hq(other, executor=RayExecutor(partitions=PARTS))
+    assert_same(local, other)
+    for name in ("alpha_src", "beta_src"):
+        rejects = pl.read_parquet(other / "rejects" / "dedup" / name / "part-*.parquet")
+        sent = json.loads((seen / name).read_text())
+        assert len(sent) == len(set(sent)) and set(sent) == set(rejects["kept_id"])
+    assert len(json.loads((seen / "beta_src").read_text())) == 1  # its one exact copy's kept row
+
+
+def test_map_task_writes_its_pieces_once(tmp_path):
+    """A map task splits its rows into one file of `parts` batches, each bucket whole in one batch, and
+    removes its input; run again (Ray's retry of a task that died after writing) it finds its output."""
+    gidx = np.arange(50, dtype=np.int64)
+    key = (gidx % 7).astype(np.uint64)
+    src, dst = tmp_path / "in.arrow", tmp_path / "map.arrow"
+    rows = pa.table({"gidx": gidx, "key": key})
+    with pa.OSFile(str(src), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    hq_ray._shuffle_band(str(src), str(dst), 3, 4)
+    assert not src.exists()
+    pieces = [hq_ray._load([(str(dst), p)], hq_ray.ENTRY_SCHEMA) for p in range(4)]
+    assert sorted(x for t in pieces for x in t["gidx"].to_pylist()) == list(range(50))
+    homes = [{k for k in t["key"].to_pylist()} for t in pieces]
+    assert all(not (a & b) for i, a in enumerate(homes) for b in homes[i + 1:])  # a key in one piece only
+    assert {b for t in pieces for b in t["band"].to_pylist()} == {3}
+    before = dst.read_bytes()
+    hq_ray._shuffle_band(str(src), str(dst), 3, 4)
+    assert dst.read_bytes() == before

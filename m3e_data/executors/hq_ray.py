@@ -4,15 +4,27 @@
   stage._stats_task over their batches (a task per whole file left a source of one part file on one CPU:
   benchmarks/bench_scale.py); the driver streams the results, in row order, into the same cached stats
   file the local path writes, so a thresholds-only rerun reads the cache and takes seconds whichever executor made it.
-- candidate edges: a hash shuffle in Ray tasks. A map task per band splits the live rows' (band, key, gidx)
-  by hash(band, key) into PARTITIONS pieces; a reduce task per partition holds whole buckets and turns them
-  into edges with dedup.band_candidates, split again by hash(edge).
-- verification: a task per edge partition holds every copy of its edges, drops the repeats and verifies the
-  rest with dedup.near_duplicates itself (see `_verify`), reading the rows' texts from the sources.
+- candidate edges: a hash shuffle in Ray tasks, through files (below). Map tasks (MAP_ROWS rows of one band
+  each) split the live rows' (band, key, gidx) by hash(band, key) into `partitions_for` pieces, a number
+  that grows with live rows x bands so that a reduce task holds about BUCKET_ENTRIES entries however large
+  the corpus; a reduce task per partition holds whole buckets and turns them into edges with
+  dedup.band_candidates, split again by hash(edge), and says how many edges each piece holds.
+- verification: a task per run of edge partitions (`verify_groups`: about VERIFY_EDGES edge copies each)
+  holds every copy of its edges, drops the repeats and verifies the rest with dedup.near_duplicates itself
+  (see `_verify`), reading its rows' texts once, in one pass over the sources, into a scratch file of its own.
 - connected components and survivors: on the driver (dedup.components / dedup.survivors) over the verified
   edges, refused past MAX_EDGES (see there).
 - survivors and rejects: one Ray task per source runs stage.write_source (OUT must be a folder every
-  node sees, as it is for a local cluster).
+  node sees, as it is for a local cluster), sent only the ids its duplicates point to (KeptIds.subset).
+
+The shuffle's pieces are Arrow files under the near-dedup scratch folder (OUT/.cache/hq-verify/shuffle-*/,
+removed as they are read and at the end), and the object store carries only their names and counts: a
+worker that writes or reads an object keeps the store's pages it touched mapped (its PSS grew ~20 MB per
+map task, ~400 MB at 1M rows), while a file read into a task's own memory leaves with the task. A
+worker's memory is therefore bounded by the constants below, not by the input's size, except for what every
+verification task is sent of the whole corpus: a row number and an s2s flag per live row (9 bytes a row,
+zero-copy from the object store) that map its rows to their sources. Each task hands its freed memory back
+(stage.release_memory) before the worker runs the next.
 
 Every task is retried by Ray when its worker dies (max_retries); each is a pure function of its inputs
 or an atomic folder write, so a retry gives the same output. Ray Data (read_parquet/map_batches, groupby)
@@ -23,9 +35,14 @@ on the driver, as in the local executor: they read a few narrow columns of the c
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import shutil
 import signal
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +60,30 @@ from m3e_data.stages.hq.stage import (
     Executor,
     SourceInput,
     range_stats,
+    release_memory,
     write_source,
 )
 from m3e_data.storage.store import parquet_files
 
-PARTITIONS = 8  # shuffle partitions for buckets and edges: enough to spread a small cluster's CPUs
+PARTITIONS = 8  # the fewest shuffle partitions (and verification tasks): enough to spread a small cluster's CPUs
+# A task's share of the shuffle is bounded, not a fixed fraction of the corpus (with 8 partitions a worker grew
+# ~390 MB per million rows: benchmarks/bench_scale.py). Peaks above a worker's idle ~270 MB, measured at 1M and
+# 2M rows (2026-12-03, README "Scale on one machine"):
+# - MAP_ROWS: rows of one band one map task splits: up to ~70 MB;
+# - BUCKET_ENTRIES: (band, key, gidx) entries one bucket task holds: partitions = live rows x bands /
+#   BUCKET_ENTRIES, at least PARTITIONS. Up to ~125 MB (polars' group-by and join in band_candidates);
+# - VERIFY_EDGES: candidate edge copies (16 bytes; an edge found in k bands comes k times) one verification
+#   task holds: the bucket tasks' pieces are grouped into tasks of about this many (at least PARTITIONS tasks,
+#   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.near_duplicates)
+#   from the task's own spill of its rows' texts; the pass that writes the spill reads a row group at a time.
+#   Up to ~350 MB, the worker's peak: with fewer than PARTITIONS x VERIFY_EDGES copies (~5M rows of the
+#   benchmark's corpus) a task holds 1/PARTITIONS of them, so this grows slowly (~25 MB per million rows)
+#   until then, and no more after.
+# Entries a hash partition gets vary around the mean (a few percent at these sizes), and a bucket with one
+# key is never split: a key shared by millions of rows would still land in one task.
+MAP_ROWS = 500_000
+BUCKET_ENTRIES = 2_000_000
+VERIFY_EDGES = 2_000_000
 # Components run on the driver over the verified edges. Peak memory per edge: a and b (16 bytes), the
 # verified frame's three float32 Jaccards and flag (13), and components' labels[a], labels[b] and their
 # minimum (24): ~64 bytes, so MAX_EDGES is ~1 GiB of driver memory. Every near-duplicate row brings at
@@ -93,53 +129,133 @@ def _split(table: pa.Table, part: np.ndarray, parts: int) -> list[pa.Table]:
 def _file_stats(path: str, params: StatsParams, fault: tuple[str, str] | None, start: int, stop: int) -> pa.Table:
     """stage.range_stats: the statistics of rows [start, stop) of one part file, in row order."""
     _maybe_fail(fault, "stats")
-    return range_stats((path, start, stop), params)
+    try:
+        return range_stats((path, start, stop), params)
+    finally:
+        release_memory()
 
 
-def _shuffle_band(band: int, gidx: np.ndarray, key: np.ndarray, parts: int) -> list[pa.Table]:
-    """One band's (band, key, gidx) rows split by hash(band, key): a bucket lands whole in one partition."""
-    table = pa.table({"band": np.full(len(gidx), band, dtype=np.int64), "key": key, "gidx": gidx})
-    return _split(table, _partition([table["band"].to_numpy(), key], parts), parts)
+def partitions_for(rows: int, bands: int, least: int = PARTITIONS, entries: int = BUCKET_ENTRIES) -> int:
+    """Shuffle partitions for `rows` live rows of `bands` bands: each bucket task about `entries` entries."""
+    return max(least, -(-rows * bands // entries), 1)
 
 
-def _bucket_edges(parts: int, *pieces: pa.Table) -> list[pa.Table]:
+def verify_groups(counts: np.ndarray, least: int = PARTITIONS, edges: int = VERIFY_EDGES) -> list[list[int]]:
+    """The edge partitions (by their edge copies `counts`) each verification task takes: consecutive runs of
+    about the same number of copies, enough tasks that each holds about `edges`, at least `least` (where there
+    are that many partitions). Fewer, larger tasks than partitions: each task reads the sources' texts once."""
+    parts = len(counts)
+    tasks = min(parts, max(least, -(-int(counts.sum()) // edges), 1))
+    cum = np.cumsum(counts)
+    # Partition p goes to the task its copies' midpoint falls in: runs of even weight, in order.
+    mid = (cum - counts / 2) * tasks / max(int(cum[-1]), 1) if parts else np.zeros(0)
+    task_of = np.minimum(mid.astype(np.int64), tasks - 1)
+    return [g for g in (np.flatnonzero(task_of == t).tolist() for t in range(tasks)) if g]
+
+
+ENTRY_SCHEMA = pa.schema([("band", pa.int64()), ("key", pa.uint64()), ("gidx", pa.int64())])
+EDGE_SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.int64())])
+
+
+def _save(path: Path, tables: list[pa.Table], schema: pa.Schema) -> None:
+    """tables as the record batches 0..n-1 of one Arrow file, written whole or not at all (a retried task
+    writes it again)."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for table in tables:
+            batches = table.cast(schema).combine_chunks().to_batches()
+            writer.write_batch(batches[0] if batches else pa.RecordBatch.from_pylist([], schema=schema))
+    os.replace(tmp, path)
+
+
+def _load(pieces: Sequence[tuple[str, int]], schema: pa.Schema) -> pa.Table:
+    """Record batch i of each file: read into this task's own memory (not mapped), so that what the task
+    read leaves the worker with the task."""
+    batches = []
+    for path, i in pieces:
+        with pa.OSFile(path, "rb") as source:
+            batches.append(pa.ipc.open_file(source).get_batch(i))
+    return pa.Table.from_batches(batches, schema)
+
+
+def _shuffle_band(src: str, dst: str, band: int, parts: int) -> None:
+    """Some rows of one band (file `src`: gidx, key) as (band, key, gidx), split by hash(band, key) into the
+    batches of file `dst`: a bucket lands whole in one partition. `src` is removed once `dst` is written
+    (a retry of a task that got that far finds `dst` and is done)."""
+    if not os.path.exists(src) and os.path.exists(dst):
+        return
+    try:
+        with pa.OSFile(src, "rb") as source:
+            rows = pa.ipc.open_file(source).read_all()
+        key = rows["key"].to_numpy()
+        table = pa.table({"band": np.full(len(key), band, dtype=np.int64), "key": key, "gidx": rows["gidx"]})
+        del rows
+        _save(Path(dst), _split(table, _partition([table["band"].to_numpy(), key], parts), parts), ENTRY_SCHEMA)
+        os.unlink(src)
+    finally:
+        release_memory()
+
+
+def _bucket_edges(dst: str, parts: int, pieces: list[tuple[str, int]]) -> np.ndarray:
     """Candidate edges of one partition's whole buckets, band by band (band_candidates' rule), split again by
-    hash(edge) so that every copy of an edge (found in several bands) meets in one verification task."""
-    df = pl.from_arrow(pa.concat_tables(pieces))
-    assert isinstance(df, pl.DataFrame)
-    edges = [band_candidates(g["gidx"].to_numpy(), g["key"].to_numpy()) for _, g in df.group_by("band")]
-    out = pl.concat(edges) if edges else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
-    table = out.to_arrow()
-    return _split(table, _partition([out["a"].to_numpy(), out["b"].to_numpy()], parts), parts)
+    hash(edge) into the batches of file `dst`, so that every copy of an edge (found in several bands) meets in
+    one verification task. Returns the number of edges in each batch (the driver groups them by it)."""
+    try:
+        df = pl.from_arrow(_load(pieces, ENTRY_SCHEMA))
+        assert isinstance(df, pl.DataFrame)
+        edges = [band_candidates(g["gidx"].to_numpy(), g["key"].to_numpy()) for _, g in df.group_by("band")]
+        del df
+        out = pl.concat(edges) if edges else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
+        del edges
+        split = _split(out.to_arrow(), _partition([out["a"].to_numpy(), out["b"].to_numpy()], parts), parts)
+        _save(Path(dst), split, EDGE_SCHEMA)
+        return np.array([t.num_rows for t in split], dtype=np.int64)
+    finally:
+        release_memory()
 
 
 def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshold: float,
-            fault: tuple[str, str] | None, *pieces: pa.Table) -> pa.Table:
-    """The verified edges among one partition's candidates, by dedup.near_duplicates itself: each edge
+            fault: tuple[str, str] | None, scratch: str, pieces: list[tuple[str, int]]) -> pa.Table:
+    """The verified edges among some partitions' candidates, by dedup.near_duplicates itself: each edge
     becomes a bucket of its two rows, which near_duplicates turns back into exactly that edge and verifies
-    (the same rule whatever the dedup module's verification becomes)."""
+    (the same rule whatever the dedup module's verification becomes).
+
+    The rows' texts are read once, in one pass over the sources, into a scratch file of this task's own
+    (SourceTexts.spilled, under `scratch`), from which each chunk takes its rows."""
     _maybe_fail(fault, "verify")
-    edges = pl.from_arrow(pa.concat_tables(pieces))
-    assert isinstance(edges, pl.DataFrame)
-    edges = edges.unique()
-    if edges.height == 0:
-        return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
-    ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
-    involved = np.unique(np.concatenate([ga, gb]))
-    la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
-    gidx = np.stack([la, lb], axis=1).ravel()
-    bucket = np.repeat(np.arange(len(la), dtype=np.uint64), 2)
-    _, verified = near_duplicates(
-        len(involved), [(gidx, bucket)], lambda local: texts(involved[local]),
-        np.arange(len(involved), dtype=np.int64), threshold, homogeneous[involved], side_threshold,
-    )
-    return pa.table({"a": involved[verified["a"].to_numpy()], "b": involved[verified["b"].to_numpy()]})
+    try:
+        edges = pl.from_arrow(_load(pieces, EDGE_SCHEMA))
+        assert isinstance(edges, pl.DataFrame)
+        edges = edges.unique()
+        if edges.height == 0:
+            return EDGE_SCHEMA.empty_table()
+        ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
+        del edges
+        involved = np.unique(np.concatenate([ga, gb]))
+        la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
+        del ga, gb
+        gidx = np.stack([la, lb], axis=1).ravel()
+        bucket = np.repeat(np.arange(len(la), dtype=np.uint64), 2)
+        del la, lb
+        own = getattr(texts, "with_scratch", None)
+        spill = own(Path(scratch)).spilled(involved) if own is not None else None
+        with spill if spill is not None else contextlib.nullcontext(texts) as read:
+            _, verified = near_duplicates(
+                len(involved), [(gidx, bucket)], lambda local: read(involved[local]),
+                np.arange(len(involved), dtype=np.int64), threshold, homogeneous[involved], side_threshold,
+            )
+        return pa.table({"a": involved[verified["a"].to_numpy()], "b": involved[verified["b"].to_numpy()]})
+    finally:
+        release_memory()
 
 
 def _write(out: Path, src: SourceInput, d: Decisions, kept_ids: KeptIds, run_key: dict[str, Any],
            fault: tuple[str, str] | None) -> str:
     _maybe_fail(fault, "write")
-    write_source(out, src, d, kept_ids, run_key)
+    try:
+        write_source(out, src, d, kept_ids, run_key)
+    finally:
+        release_memory()
     return src.name
 
 
@@ -151,13 +267,17 @@ class RayExecutor(Executor):
     """
 
     def __init__(self, partitions: int = PARTITIONS, max_edges: int = MAX_EDGES,
-                 fault: tuple[str, str] | None = None, stats_rows: int = STATS_TASK_ROWS) -> None:
+                 fault: tuple[str, str] | None = None, stats_rows: int = STATS_TASK_ROWS,
+                 bucket_entries: int = BUCKET_ENTRIES, verify_edges: int = VERIFY_EDGES,
+                 map_rows: int = MAP_ROWS) -> None:
         super().__init__(1)
         self.ray = require_ray()
-        self.partitions = partitions
+        self.partitions = partitions  # the fewest: more where the input asks for them (partitions_for)
         self.stats_rows = stats_rows
         self.max_edges = max_edges
         self.fault = fault
+        self.bucket_entries, self.verify_edges, self.map_rows = bucket_entries, verify_edges, map_rows
+        self.last_partitions = self.last_verify_tasks = 0  # what the last near_duplicates used (tests, logs)
 
     def stats(self, folder: Path, params: StatsParams) -> Iterator[pa.Table]:
         """One Ray task per `stats_rows` rows of each part file, at most 2 x CPUs in flight; results in row order."""
@@ -188,25 +308,30 @@ class RayExecutor(Executor):
         homogeneous: np.ndarray | None = None,
         side_threshold: float = 0.5,
     ) -> tuple[np.ndarray, pl.DataFrame]:
-        ray, parts = self.ray, self.partitions
-        shuffle = ray.remote(num_returns=parts, max_retries=3)(_shuffle_band)
-        bucket = ray.remote(num_returns=parts, max_retries=3)(_bucket_edges)
-        verify = ray.remote(max_retries=3)(_verify)
-        mapped = [shuffle.remote(i, np.asarray(g, dtype=np.int64), np.asarray(k, dtype=np.uint64), parts)
-                  for i, (g, k) in enumerate(bands)]
+        band_list = bands if isinstance(bands, Sized) else list(bands)
+        it = iter(band_list)
+        first = next(it, None)
         edges = pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
-        if mapped:
-            if parts == 1:
-                mapped = [[m] for m in mapped]
-            by_bucket = [bucket.remote(parts, *(m[p] for m in mapped)) for p in range(parts)]
-            if parts == 1:
-                by_bucket = [[b] for b in by_bucket]
-            s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)
-            texts_ref, s2s_ref = ray.put(texts), ray.put(s2s)
-            verified = ray.get([
-                verify.remote(texts_ref, s2s_ref, threshold, side_threshold, self.fault, *(b[p] for b in by_bucket))
-                for p in range(parts)
-            ])
+        if first is not None:
+            parts = partitions_for(len(first[0]), len(band_list), self.partitions, self.bucket_entries)
+            self.last_partitions = parts
+            # The stage's texts (SourceTexts) name OUT's scratch folder, which every node sees; any other
+            # texts callable gets a temporary folder, which serves a one-node cluster only.
+            base = getattr(texts, "scratch", None)
+            base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="hq-"))
+            # A killed run's shuffle files (GBs at millions of rows); no other run is using them: run_hq
+            # holds OUT's lock.
+            for stale in base.glob("shuffle-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            root = base / f"shuffle-{uuid.uuid4().hex}"
+            root.mkdir(parents=True)
+            try:
+                verified = self._shuffle(root, parts, itertools.chain([first], it), texts, n, threshold,
+                                         homogeneous, side_threshold)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+                with contextlib.suppress(OSError):  # another run's folder may still be there
+                    root.parent.rmdir()
             found = pl.from_arrow(pa.concat_tables(verified))
             assert isinstance(found, pl.DataFrame)
             edges = found.sort("a", "b")
@@ -217,8 +342,44 @@ class RayExecutor(Executor):
             )
         return clusters(n, edges["a"].to_numpy(), edges["b"].to_numpy(), rank), edges
 
+    def _shuffle(self, root: Path, parts: int, bands: Iterator[tuple[np.ndarray, np.ndarray]], texts: Any, n: int,
+                 threshold: float, homogeneous: np.ndarray | None, side_threshold: float) -> list[pa.Table]:
+        """Band keys to verified edges through files under `root` (a folder every node sees): the object store
+        carries only file names and counts, so a worker keeps none of the shuffle's pages when its task ends."""
+        ray = self.ray
+        shuffle = ray.remote(max_retries=3)(_shuffle_band)
+        bucket = ray.remote(max_retries=3)(_bucket_edges)
+        verify = ray.remote(max_retries=3)(_verify)
+        maps: list[str] = []
+        done: list[Any] = []
+        for i, (g, k) in enumerate(bands):
+            g, k = np.asarray(g, dtype=np.int64), np.asarray(k, dtype=np.uint64)
+            for lo in range(0, max(len(g), 1), self.map_rows):
+                src, dst = root / f"in-{len(maps)}.arrow", root / f"map-{len(maps)}.arrow"
+                rows = pa.table({"gidx": g[lo: lo + self.map_rows], "key": k[lo: lo + self.map_rows]})
+                with pa.OSFile(str(src), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+                    writer.write_table(rows)
+                done.append(shuffle.remote(str(src), str(dst), i, parts))
+                maps.append(str(dst))
+        ray.get(done)
+        buckets = [str(root / f"bucket-{p}.arrow") for p in range(parts)]
+        counts = np.sum(ray.get([bucket.remote(buckets[p], parts, [(m, p) for m in maps]) for p in range(parts)]),
+                        axis=0)
+        for m in maps:  # disk: the shuffle's files hold ~40 bytes per live row and band until here
+            os.unlink(m)
+        groups = verify_groups(counts, self.partitions, self.verify_edges)
+        self.last_verify_tasks = len(groups)
+        s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)
+        texts_ref, s2s_ref = ray.put(texts), ray.put(s2s)
+        return list(ray.get([
+            verify.remote(texts_ref, s2s_ref, threshold, side_threshold, self.fault, str(root / f"verify-{t}"),
+                          [(b, p) for p in group for b in buckets])
+            for t, group in enumerate(groups)
+        ]))
+
     def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: KeptIds,
               run_key: dict[str, Any], on_written: Callable[[SourceInput], None]) -> None:
+        """write_source per source in a Ray task, each given only the ids its duplicates point to."""
         ray = self.ray
         task = ray.remote(max_retries=3)(_write)
         pending = {  # each writer gets the ids its own duplicates point to, not the corpus's

@@ -33,7 +33,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -568,6 +568,11 @@ class SourceTexts:
                 queries[k], positives[k] = q, p
         return queries, positives
 
+    def with_scratch(self, scratch: Path) -> SourceTexts:
+        """The same reader spilling under `scratch`: concurrent spills (Ray's verification tasks) each need
+        a folder of their own, since `spilled` removes its folder when done."""
+        return SourceTexts(self.sources, self.offsets, self.local, scratch)
+
     @contextlib.contextmanager
     def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], Any]]:
         """A reader of the rows `gidx` (sorted, unique) from a scratch file, removed on exit.
@@ -607,6 +612,20 @@ class SourceTexts:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # another run's file may still be there
                 self.scratch.rmdir()
+
+
+class Counted(Iterable[Any]):
+    """An iterable that says its length before it is iterated: the Ray executor sizes its shuffle by the
+    number of bands, which are read one at a time (all of them at once would be every live row x bands)."""
+
+    def __init__(self, n: int, make: Callable[[], Iterator[Any]]) -> None:
+        self.n, self.make = n, make
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.make()
 
 
 def _texts_reader(sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray],
@@ -741,7 +760,7 @@ def decide(
 
         s2s = np.repeat(np.array([src.homogeneous for src in sources], dtype=bool), np.diff(offsets))
         keep_g, _ = (executor or Executor()).near_duplicates(
-            n_alive, bands(), texts, rank, config.jaccard, s2s, config.side_jaccard
+            n_alive, Counted(params.bands, bands), texts, rank, config.jaccard, s2s, config.side_jaccard
         )
         del s2s
         release_memory()
