@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from m3e_data.schema import UNIFIED_SCHEMA
+from m3e_data.stages.mine.halfsearch import half_by_default, margin
 from m3e_data.stages.mine.mining import (
     MiningParams,
     mine_table,
@@ -178,6 +179,94 @@ def test_search_topk_is_exact_and_chunked():
     indices = np.concatenate([i for _, _, i in chunks])
     expected = np.argsort(-(q @ c.T), axis=1)[:, :5]
     np.testing.assert_array_equal(indices, expected)
+
+
+def collect(chunks) -> tuple[list[int], np.ndarray, np.ndarray]:
+    chunks = list(chunks)
+    return [s for s, _, _ in chunks], np.concatenate([c[1] for c in chunks]), np.concatenate([c[2] for c in chunks])
+
+
+def fp16_order(q: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
+    """Plain fp16 top-k, no rescoring: what a GPU search in fp16 alone would return."""
+    import torch
+
+    sims = torch.from_numpy(q).half() @ torch.from_numpy(c).half().T
+    return torch.topk(sims, k, dim=1).indices.numpy()
+
+
+def near_ties(rng: np.random.Generator, queries: int, per_query: int, gap: float, dim: int = 64):
+    """Unit queries and a corpus where each query has `per_query` rows at cosines 0.8, 0.8 - gap, ... (a gap
+    fp16 cannot resolve, fp32 can), among random rows."""
+    q = rng.normal(size=(queries, dim))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    rows = [rng.normal(size=(200, dim))]
+    for v in q:
+        r = rng.normal(size=(per_query, dim))
+        r -= (r @ v)[:, None] * v  # orthogonal to v: the cosine is exactly the chosen one
+        r /= np.linalg.norm(r, axis=1, keepdims=True)
+        cos = 0.8 - gap * rng.permutation(per_query)
+        rows.append(cos[:, None] * v + np.sqrt(1 - cos**2)[:, None] * r)
+    c = np.concatenate(rows)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    return q.astype(np.float32), c[rng.permutation(len(c))].astype(np.float32)
+
+
+def test_fp16_search_with_rescoring_returns_the_fp32_answer_on_near_ties():
+    q, c = near_ties(np.random.default_rng(0), queries=23, per_query=40, gap=3e-5)
+    ks = np.full(len(q), 25)  # the k-th row sits inside a run of near-ties
+    starts, scores, indices = collect(search_topk(q, c, ks, chunk_size=7))
+    half_starts, half_scores, half_indices = collect(search_topk(q, c, ks, chunk_size=7, half=True))
+    assert half_starts == starts == [0, 7, 14, 21]
+    np.testing.assert_array_equal(half_indices, indices)
+    np.testing.assert_allclose(half_scores, scores, atol=1e-5)
+    # The rescoring is what makes it so: fp16 alone orders these rows differently.
+    assert (fp16_order(q, c, 25) != indices).any(axis=1).mean() > 0.5
+
+
+@pytest.mark.parametrize("decoys", [8, 40])  # within the margin of k=1, and beyond it
+def test_fp16_candidates_that_bury_the_best_row_are_widened_until_the_answer_is_exact(decoys):
+    # q . c rounds in fp16 so that every decoy outscores the best row (0.375 + u/2 against 0.375, u = 2**-11),
+    # while in fp32 the best row (0.375 + 0.37u) beats them all (0.375 + 0.255u .. 0.35u).
+    u, base, dim = 2.0**-11, 0.75, 16
+    rng = np.random.default_rng(1)
+    q = np.zeros((1, dim), np.float32)
+    q[0, :4] = 0.5
+    c = np.zeros((decoys + 1 + 50, dim), np.float32)
+    c[:decoys, 1] = base + (0.51 + 0.005 * np.arange(decoys)) * u  # each rounds up to base + u
+    c[decoys, 2], c[decoys, 3] = base + 0.49 * u, 0.25 * u  # rounds down to base, plus u/4
+    c[decoys + 1:] = rng.normal(size=(50, dim)) * 0.1  # far rows
+    c[:decoys + 1, 4:] = rng.normal(size=(decoys + 1, dim - 4)) * 0.01  # q ignores these dims
+    assert decoys not in fp16_order(q, c, decoys)[0]  # fp16 alone ranks the best row below every decoy
+    # With 40 decoys the first candidates (k + margin) hold no best row: only the widening finds it.
+    assert (decoys >= 3 + margin(3)) == (decoys == 40)
+
+    for k in (1, 3):
+        _, scores, indices = collect(search_topk(q, c, np.array([k]), half=True))
+        expected = np.argsort(-(c @ q[0]), kind="stable")[:k]
+        np.testing.assert_array_equal(indices[0], expected)
+        assert indices[0, 0] == decoys
+        np.testing.assert_allclose(scores[0], (c @ q[0])[expected], atol=1e-6)
+
+
+def test_fp16_search_at_the_corpus_size_edge():
+    # k + margin beyond the corpus: every row is a candidate; k beyond it: the whole corpus, sorted.
+    q, c = near_ties(np.random.default_rng(2), queries=5, per_query=4, gap=3e-5, dim=8)
+    c = c[:10]
+    for k in (1, 5, 10, 12):
+        assert k + margin(k) > len(c)
+        ks = np.full(len(q), k)
+        _, scores, indices = collect(search_topk(q, c, ks, half=True))
+        assert scores.shape == indices.shape == (len(q), min(k, len(c)))
+        expected = np.argsort(-(q @ c.T), axis=1, kind="stable")[:, :min(k, len(c))]
+        np.testing.assert_array_equal(indices, expected)
+        np.testing.assert_allclose(scores, np.take_along_axis(q @ c.T, expected, 1), atol=1e-6)
+    _, scores, indices = collect(search_topk(q, c[:1], np.full(len(q), 3), half=True))
+    assert indices.tolist() == [[0]] * len(q)
+
+
+def test_the_fp16_path_is_the_gpu_default_only():
+    assert half_by_default("cuda") and half_by_default("cuda:1")
+    assert not half_by_default("cpu")
 
 
 def test_params_are_validated():

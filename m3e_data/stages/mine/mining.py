@@ -177,13 +177,20 @@ def search_topk(
     *,
     chunk_size: int | None = None,
     device: str = "cpu",
+    half: bool | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Exact inner-product top-k, chunk by chunk: yields (first query row, scores, corpus indices).
 
     Each chunk keeps max(ks) of its own queries (capped at the corpus size), sorted by descending score;
     only one (chunk, corpus) block of scores exists at a time, so memory grows with N, not N².
+
+    `half` (default: on a GPU, or when `corpus` is already a HalfCorpus) holds the corpus in fp16 on the
+    device and rescores fp16 candidates in fp32 on the host (halfsearch): the same indices, fp32 scores, ties
+    to the lower corpus index. Without it the corpus stays fp32 on the device.
     """
     import torch
+
+    from m3e_data.stages.mine.halfsearch import HalfCorpus, half_by_default, search_half
 
     if len(corpus) == 0 or len(queries) == 0:
         for start in range(0, len(queries), max(1, chunk_size or 1)):
@@ -191,6 +198,13 @@ def search_topk(
             yield start, np.empty((stop - start, 0), np.float32), np.empty((stop - start, 0), np.int64)
         return
     step = chunk_rows(len(corpus), chunk_size)
+    if half is None:  # a tensor already on the device was uploaded in the dtype it is to be searched in
+        half = half_by_default(device) and not isinstance(corpus, torch.Tensor)
+    if half or isinstance(corpus, HalfCorpus):
+        held = corpus if isinstance(corpus, HalfCorpus) else HalfCorpus.upload(
+            corpus.cpu().numpy() if isinstance(corpus, torch.Tensor) else corpus, device)
+        yield from search_half(queries, held, ks, step, SCORE_BLOCK_BYTES)
+        return
     with torch.inference_mode():
         # A tensor already on the device (a Ray search actor's shard, uploaded once) is used in place.
         corpus_t = (corpus if isinstance(corpus, torch.Tensor)
