@@ -134,6 +134,25 @@ def test_a_corpus_split_in_shards_gives_the_unsharded_top_k(cluster, hq, tiny, t
         np.testing.assert_allclose(scores, want_scores, atol=1e-6)
 
 
+def test_a_search_actor_holding_its_shard_in_fp16_answers_as_the_fp32_one():
+    # As on a GPU, forced on the CPU: fp16 on the device, fp32 rows on the host for the rescoring.
+    import torch
+
+    from tests.test_mining import near_ties
+
+    queries, corpus = near_ties(np.random.default_rng(3), queries=9, per_query=30, gap=3e-5)
+    shard = corpus[100:]
+    shard.setflags(write=False)  # as Ray hands it over: a read-only view of the object store
+    ks = np.full(len(queries), 20)
+    half = mine_ray.SearchActor(shard, 100, "cpu", half=True)
+    assert half.shard.device_rows.dtype == torch.float16 and half.shard.host_rows.dtype == torch.float32
+    scores, indices = half.search(queries, ks)
+    want_scores, want_indices = mine_ray.SearchActor(shard, 100, "cpu").search(queries, ks)
+    assert indices.min() >= 100
+    np.testing.assert_array_equal(indices, want_indices)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+
+
 def test_the_embedding_cache_is_shared_with_the_local_executor(cluster, hq, tiny, local, on_ray, tmp_path,
                                                                monkeypatch):
     # Ray over the local run's cache: every vector is a hit, no actor encodes.

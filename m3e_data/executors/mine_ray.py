@@ -10,8 +10,8 @@ CPUs the pool lives as long as the encoder (the whole run) and answers the searc
 when each source had a Ray Data pipeline of its own (benchmarks/bench_scale.py). On GPUs the pool is
 released after each encoding: the search actors need the GPUs.
 
-Search: the corpus embeddings go to the object store; actors holding them take query chunks (the local
-search's chunks) and call the local search_topk. A corpus larger than `max_corpus_bytes` is cut into
+Search: the corpus embeddings go to the object store; actors holding them (on GPUs in fp16, rescored in fp32
+on the host: the same answer) take query chunks (the local search's chunks) and call the local search_topk. A corpus larger than `max_corpus_bytes` is cut into
 shards searched one after the other; each shard's top-k lists are merged into the corpus-wide top-k, which
 is the unsharded answer. Negative selection, the filters and the writing stay in the local code on the driver.
 
@@ -76,14 +76,22 @@ class EncoderActor:
 
 
 class SearchActor:
-    """Holds one corpus shard on its device and answers query chunks with the local search_topk."""
+    """Holds one corpus shard on its device and answers query chunks with the local search_topk.
 
-    def __init__(self, shard: np.ndarray, offset: int, device: str) -> None:
+    On a GPU (or with `half`) the shard is held in fp16 on the device and in fp32 on the host, where the fp16
+    candidates are rescored (halfsearch): half the device memory, the fp32 answer. On the CPU it stays fp32.
+    """
+
+    def __init__(self, shard: np.ndarray, offset: int, device: str, half: bool | None = None) -> None:
         import torch
 
+        from m3e_data.stages.mine.halfsearch import HalfCorpus, half_by_default
+
         self.device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
-        # On the GPU once, not per chunk: search_topk's own upload of a tensor already there is a no-op.
-        self.shard = torch.from_numpy(np.ascontiguousarray(shard, dtype=np.float32)).to(self.device)
+        half = half_by_default(self.device) if half is None else half
+        # On the device once, not per chunk: search_topk uses a tensor already there, or a HalfCorpus, in place.
+        self.shard: Any = (HalfCorpus.upload(shard, self.device) if half
+                           else torch.from_numpy(np.ascontiguousarray(shard, dtype=np.float32)).to(self.device))
         self.offset = offset
 
     def search(self, queries: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
