@@ -145,7 +145,7 @@ def test_a_search_actor_holding_its_shard_in_fp16_answers_as_the_fp32_one():
     shard.setflags(write=False)  # as Ray hands it over: a read-only view of the object store
     ks = np.full(len(queries), 20)
     half = mine_ray.SearchActor(shard, 100, "cpu", half=True)
-    assert half.shard.device_rows.dtype == torch.float16 and half.shard.host_rows.dtype == torch.float32
+    assert half.shard.device_rows.dtype == torch.float16 and half.shard.host_rows.dtype == np.float32
     scores, indices = half.search(queries, ks)
     want_scores, want_indices = mine_ray.SearchActor(shard, 100, "cpu").search(queries, ks)
     assert indices.min() >= 100
