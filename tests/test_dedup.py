@@ -390,7 +390,7 @@ def test_compiled_verification_equals_the_numpy_reference(monkeypatch):
     slow = dedup.similarities(queries, positives, a, b, swap)
     for f, s in zip(fast, slow, strict=True):
         assert f.dtype == s.dtype == np.float32 and np.array_equal(f, s)
-    assert (fast[1] != slow[1]).sum() == 0 and len(set(fast[0].tolist())) > 20  # not a constant answer
+    assert (fast[1] != slow[1]).sum() == 0 and len(set(fast[0].tolist())) > 10  # not a constant answer
 
 
 def test_hq_on_real_cmrc2018_keeps_siblings_and_drops_noisy_copies(tmp_path, shared_fixtures):

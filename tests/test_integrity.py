@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -380,3 +381,34 @@ def test_mine_commercial_only_mines_commercial_sources_and_rechecks_their_rows(t
     rewrite_first(next((out / "m3e-hq" / "paws_x").glob("part-*.parquet")), "license", "CC-BY-NC-4.0")
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 1 and "paws_x" in refused.output and "CC-BY-NC-4.0" in refused.output
+
+
+class _Picky(ValueError):
+    """An error whose __init__ takes other arguments than its args: unpicklable as it stands."""
+
+    def __init__(self, folder: str, count: int) -> None:
+        super().__init__(f"{folder}: {count} files")
+
+
+def _fails(item: int, _params: None) -> int:
+    if item == 1:
+        raise _Picky("out/x", 3)
+    if item == 2:
+        raise ValueError("plain")
+    return item
+
+
+def test_a_pool_task_error_comes_back_as_an_error_not_a_broken_pool():
+    """A worker's error that cannot be pickled back as it is fails its task with its message (a broken pool
+    was the answer before: the hq writer's ForeignFiles had such an __init__), and a plain one comes back as
+    itself; the ForeignFiles error itself crosses whole."""
+    from m3e_data.stages.hq.stage import _bounded_map
+    from m3e_data.storage.ownership import ForeignFiles
+
+    with pytest.raises(RuntimeError, match=r"_Picky: out/x: 3 files"):
+        list(_bounded_map(_fails, iter([0, 1]), None, 2))
+    with pytest.raises(ValueError, match="plain"):
+        list(_bounded_map(_fails, iter([0, 2]), None, 2))
+    assert list(_bounded_map(_fails, iter([0, 3]), None, 2)) == [0, 3]
+    err = pickle.loads(pickle.dumps(ForeignFiles(Path("out/m3e-hq/a"), "build", ["notes.txt"])))
+    assert isinstance(err, ForeignFiles) and err.foreign == ["notes.txt"] and "notes.txt" in str(err)

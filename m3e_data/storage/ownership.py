@@ -37,6 +37,10 @@ class ForeignFiles(ValueError):
             "move them out, or choose an empty or new folder"
         )
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str, list[str]]]:
+        # Raised in a pool worker (hq writes sources there), it must cross back to the main process whole.
+        return (type(self), (self.folder, self.command, self.foreign))
+
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
     try:

@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import signal
 import sys
 import time
@@ -344,9 +345,19 @@ def release_memory() -> None:
 
 
 def _then_release(fn: Callable[..., Any], item: Any, params: Any) -> Any:
-    """fn(item, params) in a pool worker, then its temporaries returned to the system before the next task."""
+    """fn(item, params) in a pool worker, then its temporaries returned to the system before the next task.
+
+    An error that would not survive the trip back (an exception class whose __init__ takes other arguments
+    than its args) would break the whole pool instead of failing this task: it comes back as a RuntimeError
+    with its message."""
     try:
         return fn(item, params)
+    except Exception as exc:
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001 (whatever makes it unpicklable)
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+        raise
     finally:
         release_memory()
 
