@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -90,8 +91,14 @@ class SearchActor:
         self.device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
         half = half_by_default(self.device) if half is None else half
         # On the device once, not per chunk: search_topk uses a tensor already there, or a HalfCorpus, in place.
-        self.shard: Any = (HalfCorpus.upload(shard, self.device) if half
-                           else torch.from_numpy(np.ascontiguousarray(shard, dtype=np.float32)).to(self.device))
+        if half:
+            self.shard: Any = HalfCorpus.upload(shard, self.device)
+        else:
+            with warnings.catch_warnings():
+                # The object store's shard is read-only and the search only reads it: sharing it, not copying
+                # it, is what torch warns about.
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                self.shard = torch.from_numpy(np.ascontiguousarray(shard, dtype=np.float32)).to(self.device)
         self.offset = offset
 
     def search(self, queries: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
