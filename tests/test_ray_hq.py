@@ -130,11 +130,18 @@ def _planted(out: Path) -> None:
     _write_source(out, "beta_src", beta, commercial=True)
 
 
-def test_planted_near_duplicates_across_sources(tmp_path):
+def _planted_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Two OUTs holding the planted sources: the first already through the local executor, the second for
+    the Ray run to compare with it."""
     local, other = tmp_path / "local", tmp_path / "ray"
     _planted(local)
     _planted(other)
     hq.run_hq(local, workers=1)
+    return local, other
+
+
+def test_planted_near_duplicates_across_sources(tmp_path):
+    local, other = _planted_pair(tmp_path)
     hq.run_hq(other, executor=RayExecutor(partitions=PARTS))
     assert_same(local, other)
     near = pl.read_parquet(other / "rejects" / "dedup" / "alpha_src" / "part-*.parquet")
@@ -147,10 +154,7 @@ def test_planted_near_duplicates_across_sources(tmp_path):
 
 @pytest.mark.parametrize("step", ["stats", "verify", "write"])
 def test_worker_killed_mid_stage_is_retried(step, tmp_path):
-    local, other = tmp_path / "local", tmp_path / "ray"
-    _planted(local)
-    _planted(other)
-    hq.run_hq(local, workers=1)
+    local, other = _planted_pair(tmp_path)
     marker = tmp_path / "killed"
     hq.run_hq(other, executor=RayExecutor(partitions=PARTS, fault=(step, str(marker))))
     assert marker.exists()  # a worker was killed (SIGKILL) in that step, once
@@ -196,10 +200,7 @@ def test_statistics_tasks_cut_within_a_part_file(tmp_path):
     for start, stop in ((0, 23), (3, 12), (10, 15), (22, 23), (7, 7)):
         rows = [x for b in row_range(path, start, stop) for x in b.column(0).to_pylist()]
         assert rows == list(range(start, stop)), (start, stop)
-    local, other = tmp_path / "local", tmp_path / "ray"
-    _planted(local)
-    _planted(other)
-    hq.run_hq(local, workers=1)
+    local, other = _planted_pair(tmp_path)
     hq.run_hq(other, executor=RayExecutor(partitions=PARTS, stats_rows=7))  # 48-row parts: 7 tasks each
     assert_same(local, other)
 
@@ -233,10 +234,7 @@ def test_verify_groups_bound_a_task_and_keep_every_partition():
 def test_many_partitions_and_verify_tasks_give_the_local_rows(tmp_path):
     """Small bounds make the shuffle many partitions (map tasks cut within a band, verification tasks over
     groups of partitions): the same rows as local."""
-    local, other = tmp_path / "local", tmp_path / "ray"
-    _planted(local)
-    _planted(other)
-    hq.run_hq(local, workers=1)
+    local, other = _planted_pair(tmp_path)
     stale = other / ".cache" / "hq-verify" / "shuffle-killed"  # a killed run's shuffle files
     stale.mkdir(parents=True)
     (stale / "map-0.arrow").write_bytes(b"x" * 100)
@@ -262,10 +260,7 @@ def test_write_task_gets_only_the_ids_it_needs(tmp_path, monkeypatch):
         return original(out, src, d, kept_ids, run_key, fault)
 
     monkeypatch.setattr(hq_ray, "_write", recording)
-    local, other = tmp_path / "local", tmp_path / "ray"
-    _planted(local)
-    _planted(other)
-    hq.run_hq(local, workers=1)
+    local, other = _planted_pair(tmp_path)
     hq.run_hq(other, executor=RayExecutor(partitions=PARTS))
     assert_same(local, other)
     for name in ("alpha_src", "beta_src"):

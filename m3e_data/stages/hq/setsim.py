@@ -11,6 +11,8 @@ import numpy as np
 from m3e_data.stages.hq.sketch import numba
 
 if numba is not None:
+    from m3e_data.stages.hq.sketch import sorted_intersection
+
     _U = numba.uint64
 
     @numba.njit(cache=True, nogil=True)
@@ -74,18 +76,8 @@ if numba is not None:
 
     @numba.njit(cache=True, nogil=True)
     def _jaccard(keys, ptr, x, y):  # noqa: ANN001, ANN202 (numba)
-        i, ie, j, je = ptr[x], ptr[x + 1], ptr[y], ptr[y + 1]
-        inter = 0
-        while i < ie and j < je:
-            if keys[i] == keys[j]:
-                inter += 1
-                i += 1
-                j += 1
-            elif keys[i] < keys[j]:
-                i += 1
-            else:
-                j += 1
-        union = (ie - ptr[x]) + (je - ptr[y]) - inter
+        inter = sorted_intersection(keys, ptr[x], ptr[x + 1], keys, ptr[y], ptr[y + 1])
+        union = (ptr[x + 1] - ptr[x]) + (ptr[y + 1] - ptr[y]) - inter
         return inter / union if union > 0 else 1.0
 
     @numba.njit(cache=True, nogil=True)

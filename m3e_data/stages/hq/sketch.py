@@ -121,6 +121,21 @@ if numba is not None:
         return count, distinct
 
     @numba.njit(cache=True, nogil=True)
+    def sorted_intersection(x, x_lo, x_hi, y, y_lo, y_hi):  # noqa: ANN001, ANN202 (numba)
+        """How many values the sorted, distinct runs x[x_lo:x_hi] and y[y_lo:y_hi] share (one merge)."""
+        i, j, both = x_lo, y_lo, 0
+        while i < x_hi and j < y_hi:
+            if x[i] == y[j]:
+                both += 1
+                i += 1
+                j += 1
+            elif x[i] < y[j]:
+                i += 1
+            else:
+                j += 1
+        return both
+
+    @numba.njit(cache=True, nogil=True)
     def _sketch_kernel(cp, cp_starts, n, a, b, counts, distinct, shared, sig):  # noqa: ANN001, ANN202 (numba)
         longest = 1
         for t in range(2 * n):
@@ -132,17 +147,7 @@ if numba is not None:
             cq, dq = _one_text(cp, cp_starts[r], cp_starts[r + 1], a, b, sig[r], qbuf, xs)
             cpp, dp = _one_text(cp, cp_starts[n + r], cp_starts[n + r + 1], a, b, sig[n + r], pbuf, xs)
             counts[r], distinct[r], counts[n + r], distinct[n + r] = cq, dq, cpp, dp
-            i = j = both = 0  # the sorted unique keys of query and positive, merged
-            while i < dq and j < dp:
-                if qbuf[i] == pbuf[j]:
-                    both += 1
-                    i += 1
-                    j += 1
-                elif qbuf[i] < pbuf[j]:
-                    i += 1
-                else:
-                    j += 1
-            shared[r] = both
+            shared[r] = sorted_intersection(qbuf, 0, dq, pbuf, 0, dp)
 
 
 def sketch(cp: np.ndarray, cp_starts: np.ndarray, n: int, params: MinHashParams, perms: int | None = None,
