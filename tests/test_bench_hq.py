@@ -63,7 +63,8 @@ def test_child_reports_one_result(data: tuple[Path, C.Corpus]) -> None:
     folder, corpus = data
     fig = B._run_child(["--child", "m3e-data", "--data", str(folder)])
     assert fig["method"] == "m3e-data" and fig["recall"] >= 0.97 and fig["truth_removed"] == len(corpus.cluster) - len(np.unique(corpus.cluster))
-    assert fig["cpu_s"] > 0 and fig["peak_pss_mb"] >= fig["above_start_mb"] > 0
+    # A toy corpus finishes within a sample or two of the memory sampler: above-start may read 0.
+    assert fig["cpu_s"] > 0 and fig["peak_pss_mb"] > 0 and fig["peak_pss_mb"] >= fig["above_start_mb"] >= 0
     assert "error" in B._run_child(["--child", "m3e-data", "--data", str(folder / "missing")])
 
 
