@@ -11,7 +11,7 @@ import numpy as np
 from m3e_data.stages.hq.sketch import numba
 
 if numba is not None:
-    from m3e_data.stages.hq.sketch import sorted_intersection
+    from m3e_data.stages.hq.sketch import _fmix64, shingle_key, sorted_intersection
 
     _U = numba.uint64
 
@@ -28,20 +28,8 @@ if numba is not None:
             if length <= 0:
                 continue
             count = length - 2 if length >= 3 else 1
-            for i in range(count):  # minhash.shingle_codepoints' packing, minhash.hash_keys' hash
-                if length >= 3:
-                    key = (_U(cp[lo + i]) + _U(1)) | ((_U(cp[lo + i + 1]) + _U(1)) << _U(21)) | (
-                        (_U(cp[lo + i + 2]) + _U(1)) << _U(42))
-                else:
-                    key = _U(cp[lo]) + _U(1)
-                    if length == 2:
-                        key |= (_U(cp[lo + 1]) + _U(1)) << _U(21)
-                key ^= key >> _U(33)
-                key *= _U(0xFF51AFD7ED558CCD)
-                key ^= key >> _U(33)
-                key *= _U(0xC4CEB9FE1A85EC53)
-                key ^= key >> _U(33)
-                keys[at + i] = numba.uint32(key & m32)
+            for i in range(count):  # minhash.hash_keys' hash of the packed 3-gram
+                keys[at + i] = numba.uint32(_fmix64(shingle_key(cp, lo, length, i)) & m32)
             part = keys[at : at + count]
             part.sort()
             distinct = 1

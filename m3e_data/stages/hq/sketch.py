@@ -77,6 +77,18 @@ if numba is not None:
         return h ^ (h >> _U(33))
 
     @numba.njit(cache=True, nogil=True)
+    def shingle_key(cp, lo, length, i):  # noqa: ANN001, ANN202 (numba)
+        """The packed key of the i-th 3-gram of the text cp[lo:lo + length] (minhash.shingle_codepoints'
+        packing: one key for a text of 1-2 characters)."""
+        if length >= 3:
+            return (_U(cp[lo + i]) + _U(1)) | ((_U(cp[lo + i + 1]) + _U(1)) << _U(21)) | (
+                (_U(cp[lo + i + 2]) + _U(1)) << _U(42))
+        key = _U(cp[lo]) + _U(1)
+        if length == 2:
+            key |= (_U(cp[lo + 1]) + _U(1)) << _U(21)
+        return key
+
+    @numba.njit(cache=True, nogil=True)
     def _one_text(cp, lo, hi, a, b, sig_row, buf, xs):  # noqa: ANN001, ANN202 (numba)
         """Fill buf with the text's 40-bit keys (sorted, unique) and fold its permuted hashes into sig_row;
         returns (shingles, distinct). xs: scratch for the text's 32-bit shingle hashes."""
@@ -86,13 +98,7 @@ if numba is not None:
             return 0, 0
         count = length - 2 if length >= 3 else 1
         for i in range(count):
-            if length >= 3:
-                key = (_U(cp[lo + i]) + _U(1)) | ((_U(cp[lo + i + 1]) + _U(1)) << _U(21)) | (
-                    (_U(cp[lo + i + 2]) + _U(1)) << _U(42))
-            else:
-                key = _U(cp[lo]) + _U(1)
-                if length == 2:
-                    key |= (_U(cp[lo + 1]) + _U(1)) << _U(21)
+            key = shingle_key(cp, lo, length, i)
             h = _fmix64(key) & m32
             buf[i] = ((h << _U(8)) ^ (key & _U(0xFF))) & _U(_MASK40)
             # datasketch's affine32 on the 32-bit MurmurHash3 finalizer of the shingle hash
