@@ -349,11 +349,7 @@ class RemoteOut:
         if record is None:  # damaged in the mirror: the next run rebuilds it; never publish it
             return
         remote = f"{self.root}/{folder}"
-        try:
-            before = {p[len(remote) + 1:] for p in self.fs.find(remote)}
-        except FileNotFoundError:
-            before = set()
-        marked = {e.removeprefix(folder + "/") for e in _marked(self.fs, self.root, folder)}
+        before, marked = self._on_store(folder)
         if SUCCESS in before:
             self.fs.rm_file(f"{remote}/{SUCCESS}")  # un-commit: readers stop trusting the folder now
         self.folders.pop(folder, None)
@@ -367,6 +363,15 @@ class RemoteOut:
             self.fs.put_file(str(local / rel), f"{remote}/{rel}")
         self.fs.pipe_file(f"{remote}/{SUCCESS}", raw)  # commit: last
         self.folders[folder] = raw
+
+    def _on_store(self, folder: str) -> tuple[set[str], set[str]]:
+        """The files under `folder` on the store and those its ownership marker names, relative to it."""
+        remote = f"{self.root}/{folder}"
+        try:
+            files = {p[len(remote) + 1:] for p in self.fs.find(remote)}
+        except FileNotFoundError:
+            files = set()
+        return files, {e.removeprefix(folder + "/") for e in _marked(self.fs, self.root, folder)}
 
     def _removed_locally(self, folder: str) -> bool:
         """The mirror no longer holds `folder` and no live process is swapping it in (a Ray worker between
@@ -386,11 +391,7 @@ class RemoteOut:
         if known is None or got is None or got[0] != known:
             return
         remote = f"{self.root}/{folder}"
-        try:
-            present = {p[len(remote) + 1:] for p in self.fs.find(remote)}
-        except FileNotFoundError:
-            present = set()
-        marked = {e.removeprefix(folder + "/") for e in _marked(self.fs, self.root, folder)}
+        present, marked = self._on_store(folder)
         listed = set(_listed(got[1]))
         self.fs.rm_file(f"{remote}/{SUCCESS}")  # un-commit first: a reader stops trusting it now
         # The marker goes last: a crash before it leaves an uncommitted folder whose marker still names

@@ -11,7 +11,7 @@ import numpy as np
 from m3e_data.stages.hq.sketch import numba
 
 if numba is not None:
-    from m3e_data.stages.hq.sketch import _fmix64, shingle_key, sorted_intersection
+    from m3e_data.stages.hq.sketch import _fmix64, shingle_key, sort_distinct, sorted_intersection
 
     _U = numba.uint64
 
@@ -30,14 +30,7 @@ if numba is not None:
             count = length - 2 if length >= 3 else 1
             for i in range(count):  # minhash.hash_keys' hash of the packed 3-gram
                 keys[at + i] = numba.uint32(_fmix64(shingle_key(cp, lo, length, i)) & m32)
-            part = keys[at : at + count]
-            part.sort()
-            distinct = 1
-            for i in range(1, count):
-                if part[i] != part[distinct - 1]:
-                    part[distinct] = part[i]
-                    distinct += 1
-            at += distinct
+            at += sort_distinct(keys[at : at + count])
         ptr[len(cp_starts) - 1] = at
         return at
 

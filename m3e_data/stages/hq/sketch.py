@@ -117,14 +117,18 @@ if numba is not None:
             for i in range(count):
                 m = min(m, _U32(ak * xs[i] + bk))
             sig_row[k] = m
-        keys = buf[:count]
-        keys.sort()
-        distinct = 1
-        for i in range(1, count):
-            if keys[i] != keys[i - 1]:
-                keys[distinct] = keys[i]
+        return count, sort_distinct(buf[:count])
+
+    @numba.njit(cache=True, nogil=True)
+    def sort_distinct(values):  # noqa: ANN001, ANN202 (numba)
+        """Sort `values` in place and move its distinct values to the front; returns how many there are."""
+        values.sort()
+        distinct = 1 if len(values) else 0
+        for i in range(1, len(values)):
+            if values[i] != values[distinct - 1]:
+                values[distinct] = values[i]
                 distinct += 1
-        return count, distinct
+        return distinct
 
     @numba.njit(cache=True, nogil=True)
     def sorted_intersection(x, x_lo, x_hi, y, y_lo, y_hi):  # noqa: ANN001, ANN202 (numba)
