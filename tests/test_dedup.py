@@ -21,6 +21,7 @@ from m3e_data.stages.hq.dedup import (
     question_rows,
     survivors,
 )
+from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.minhash import band_keys, signatures
 from m3e_data.stages.hq.quality import StatsParams, band_columns, compute_stats, text_keys
 
@@ -544,8 +545,8 @@ def test_source_texts_spill_the_candidates_once_and_give_the_same_verdicts(tmp_p
     bands, rank = _planted_bands(queries, positives)
     want_keep, want_edges = _old_path(queries, positives, bands(), rank, s2s)
     reads = []
-    real_batches = stage._batches
-    monkeypatch.setattr(stage, "_batches", lambda folder, *a, **k: reads.append(folder.name) or real_batches(folder, *a, **k))
+    real_range = stage.row_range
+    monkeypatch.setattr(stage, "row_range", lambda path, *a, **k: reads.append(path.parent.name) or real_range(path, *a, **k))
     monkeypatch.setattr(dedup, "VERIFY_ROWS", 150)
     keep, verified = near_duplicates(n, bands(), texts, rank, 0.8, s2s, 0.5)
     assert keep.tolist() == want_keep.tolist()
@@ -559,3 +560,14 @@ def test_source_texts_spill_the_candidates_once_and_give_the_same_verdicts(tmp_p
     assert keep.tolist() == want_keep.tolist()
     assert verified.select("a", "b").rows() == want_edges.select("a", "b").sort("a", "b").rows()
     assert sorted(reads) == ["src0", "src1"] and not scratch.exists()
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32])
+def test_distinct_is_np_unique(dtype):
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 5, 1000, 100_000):
+        values = rng.integers(0, max(n // 3, 1), n).astype(dtype)
+        if dtype is np.int64 and n:
+            values[::7] = -values[::7]
+        got = distinct(values)
+        assert got.dtype == values.dtype and got.tolist() == np.unique(values).tolist()

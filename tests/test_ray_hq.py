@@ -152,7 +152,7 @@ def test_planted_near_duplicates_across_sources(tmp_path):
     assert exact["reason"].to_list() == ["exact_duplicate"]
 
 
-@pytest.mark.parametrize("step", ["stats", "verify", "write"])
+@pytest.mark.parametrize("step", ["stats", "spill", "verify", "write"])
 def test_worker_killed_mid_stage_is_retried(step, tmp_path):
     local, other = _planted_pair(tmp_path)
     marker = tmp_path / "killed"
@@ -238,7 +238,7 @@ def test_many_partitions_and_verify_tasks_give_the_local_rows(tmp_path):
     stale = other / ".cache" / "hq-verify" / "shuffle-killed"  # a killed run's shuffle files
     stale.mkdir(parents=True)
     (stale / "map-0.arrow").write_bytes(b"x" * 100)
-    ex = RayExecutor(partitions=1, bucket_entries=300, verify_edges=300, map_rows=50)
+    ex = RayExecutor(partitions=1, bucket_entries=300, verify_edges=300, map_rows=50, spill_rows=40)
     hq.run_hq(other, executor=ex)
     assert_same(local, other)
     rows = read_manifest(other)["stages"]["hq"]["sources"]
@@ -246,6 +246,7 @@ def test_many_partitions_and_verify_tasks_give_the_local_rows(tmp_path):
     live = sum(s["through"]["decontaminate"] - s["dropped"].get("exact_duplicate", 0) for s in rows.values())
     assert ex.last_partitions == partitions_for(live, 20, 1, 300) > 8
     assert 1 < ex.last_verify_tasks < ex.last_partitions, ex.last_verify_tasks
+    assert ex.last_spill_writers > 2  # the candidates' texts spilled by several tasks, read by every verifier
     assert not (other / ".cache" / "hq-verify").exists()  # every task's scratch file removed, the stale ones too
 
 

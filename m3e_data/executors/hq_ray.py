@@ -9,9 +9,12 @@
   that grows with live rows x bands so that a reduce task holds about BUCKET_ENTRIES entries however large
   the corpus; a reduce task per partition holds whole buckets and turns them into edges with
   dedup.band_candidates, split again by hash(edge), and says how many edges each piece holds.
+- the candidates' texts: the rows any edge joins (each bucket task lists its own) are spilled once
+  (spill.SharedSpill) by SPILL_ROWS-row writer tasks, each reading only the row groups that hold its run.
 - verification: a task per run of edge partitions (`verify_groups`: about VERIFY_EDGES edge copies each)
   holds every copy of its edges, drops the repeats and verifies the rest with dedup.near_duplicates itself
-  (see `_verify`), reading its rows' texts once, in one pass over the sources, into a scratch file of its own.
+  (see `_verify`), reading each chunk's texts from the shared spill by position. (Each task once spilled
+  its own rows, scanning every source's texts: 8+ scans where the local executor makes one.)
 - connected components and survivors: on the driver (dedup.components / dedup.survivors) over the verified
   edges, refused past MAX_EDGES (see there).
 - survivors and rejects: one Ray task per source runs stage.write_source (OUT must be a folder every
@@ -54,7 +57,9 @@ import pyarrow.parquet as pq
 from m3e_data.executors.ray_session import require_ray
 from m3e_data.stages.hq.decisions import Decisions, KeptIds
 from m3e_data.stages.hq.dedup import band_candidates, clusters, near_duplicates
+from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.quality import StatsParams
+from m3e_data.stages.hq.spill import SharedSpill
 from m3e_data.stages.hq.stage import (
     STATS_TASK_ROWS,
     Executor,
@@ -74,14 +79,16 @@ PARTITIONS = 8  # the fewest shuffle partitions (and verification tasks): enough
 #   BUCKET_ENTRIES, at least PARTITIONS. Up to ~125 MB (polars' group-by and join in band_candidates);
 # - VERIFY_EDGES: candidate edge copies (16 bytes; an edge found in k bands comes k times) one verification
 #   task holds: the bucket tasks' pieces are grouped into tasks of about this many (at least PARTITIONS tasks,
-#   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.near_duplicates)
-#   from the task's own spill of its rows' texts; the pass that writes the spill reads a row group at a time.
-#   Up to ~350 MB, the worker's peak: with fewer than PARTITIONS x VERIFY_EDGES copies (~5M rows of the
+#   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.near_duplicates),
+#   their texts read from the shared spill. Up to ~350 MB, the worker's peak: with fewer than PARTITIONS x VERIFY_EDGES copies (~5M rows of the
 #   benchmark's corpus) a task holds 1/PARTITIONS of them, so this grows slowly (~25 MB per million rows)
 #   until then, and no more after.
+# - SPILL_ROWS: candidate rows one spill writer reads and writes, a row group's batch at a time (at least
+#   PARTITIONS writers); it holds their 16-byte index.
 # Entries a hash partition gets vary around the mean (a few percent at these sizes), and a bucket with one
 # key is never split: a key shared by millions of rows would still land in one task.
 MAP_ROWS = 500_000
+SPILL_ROWS = 250_000
 BUCKET_ENTRIES = 2_000_000
 VERIFY_EDGES = 2_000_000
 # Components run on the driver over the verified edges. Peak memory per edge: a and b (16 bytes), the
@@ -199,7 +206,8 @@ def _shuffle_band(src: str, dst: str, band: int, parts: int) -> None:
 def _bucket_edges(dst: str, parts: int, pieces: list[tuple[str, int]]) -> np.ndarray:
     """Candidate edges of one partition's whole buckets, band by band (band_candidates' rule), split again by
     hash(edge) into the batches of file `dst`, so that every copy of an edge (found in several bands) meets in
-    one verification task. Returns the number of edges in each batch (the driver groups them by it)."""
+    one verification task; the rows they join (sorted) go to `dst`'s .rows.npy, for the spill. Returns the
+    number of edges in each batch (the driver groups them by it)."""
     try:
         df = pl.from_arrow(_load(pieces, ENTRY_SCHEMA))
         assert isinstance(df, pl.DataFrame)
@@ -207,21 +215,42 @@ def _bucket_edges(dst: str, parts: int, pieces: list[tuple[str, int]]) -> np.nda
         del df
         out = pl.concat(edges) if edges else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
         del edges
-        split = _split(out.to_arrow(), _partition([out["a"].to_numpy(), out["b"].to_numpy()], parts), parts)
+        a, b = out["a"].to_numpy(), out["b"].to_numpy()
+        _save_rows(dst + ".rows.npy", distinct(np.concatenate([a, b])))
+        split = _split(out.to_arrow(), _partition([a, b], parts), parts)
         _save(Path(dst), split, EDGE_SCHEMA)
         return np.array([t.num_rows for t in split], dtype=np.int64)
     finally:
         release_memory()
 
 
-def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshold: float,
-            fault: tuple[str, str] | None, scratch: str, pieces: list[tuple[str, int]]) -> pa.Table:
+def _save_rows(path: str, rows: np.ndarray) -> None:
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp.npy"
+    np.save(tmp, rows.astype(np.int64))
+    os.replace(tmp, path)
+
+
+def _spill(texts: Any, spilled: SharedSpill, t: int, fault: tuple[str, str] | None) -> None:
+    """Writer t of the shared spill: its run of the candidate rows' texts, read from the sources' row groups
+    that hold them (SourceTexts.pieces; any other texts callable gives them in one piece)."""
+    _maybe_fail(fault, "spill")
+    try:
+        rows = spilled.rows_of(t)
+        if hasattr(texts, "pieces"):
+            spilled.write(t, texts.pieces(rows))
+        else:
+            queries, positives = texts(rows)
+            spilled.write(t, [(np.arange(len(rows)), pa.table({"query": list(queries), "positive": list(positives)}))])
+    finally:
+        release_memory()
+
+
+def _verify(spilled: SharedSpill, homogeneous: np.ndarray, threshold: float, side_threshold: float,
+            fault: tuple[str, str] | None, pieces: list[tuple[str, int]]) -> pa.Table:
     """The verified edges among some partitions' candidates, by dedup.near_duplicates itself: each edge
     becomes a bucket of its two rows, which near_duplicates turns back into exactly that edge and verifies
-    (the same rule whatever the dedup module's verification becomes).
-
-    The rows' texts are read once, in one pass over the sources, into a scratch file of this task's own
-    (SourceTexts.spilled, under `scratch`), from which each chunk takes its rows."""
+    (the same rule whatever the dedup module's verification becomes). Each chunk's texts are read from the
+    shared spill by position."""
     _maybe_fail(fault, "verify")
     try:
         edges = pl.from_arrow(_load(pieces, EDGE_SCHEMA))
@@ -231,19 +260,16 @@ def _verify(texts: Any, homogeneous: np.ndarray, threshold: float, side_threshol
             return EDGE_SCHEMA.empty_table()
         ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
         del edges
-        involved = np.unique(np.concatenate([ga, gb]))
+        involved = distinct(np.concatenate([ga, gb]))
         la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
         del ga, gb
         gidx = np.stack([la, lb], axis=1).ravel()
         bucket = np.repeat(np.arange(len(la), dtype=np.uint64), 2)
         del la, lb
-        own = getattr(texts, "with_scratch", None)
-        spill = own(Path(scratch)).spilled(involved) if own is not None else None
-        with spill if spill is not None else contextlib.nullcontext(texts) as read:
-            _, verified = near_duplicates(
-                len(involved), [(gidx, bucket)], lambda local: read(involved[local]),
-                np.arange(len(involved), dtype=np.int64), threshold, homogeneous[involved], side_threshold,
-            )
+        _, verified = near_duplicates(
+            len(involved), [(gidx, bucket)], lambda local: spilled(involved[local]),
+            np.arange(len(involved), dtype=np.int64), threshold, homogeneous[involved], side_threshold,
+        )
         return pa.table({"a": involved[verified["a"].to_numpy()], "b": involved[verified["b"].to_numpy()]})
     finally:
         release_memory()
@@ -263,13 +289,13 @@ class RayExecutor(Executor):
     """The hq stage's statistics, near dedup and writing on the Ray session already joined (ray_session).
 
     `fault` is for tests only: (step, marker file) kills a worker the first time that step ("stats",
-    "verify" or "write") runs, to show that Ray's retry gives the same output.
+    "spill", "verify" or "write") runs, to show that Ray's retry gives the same output.
     """
 
     def __init__(self, partitions: int = PARTITIONS, max_edges: int = MAX_EDGES,
                  fault: tuple[str, str] | None = None, stats_rows: int = STATS_TASK_ROWS,
                  bucket_entries: int = BUCKET_ENTRIES, verify_edges: int = VERIFY_EDGES,
-                 map_rows: int = MAP_ROWS) -> None:
+                 map_rows: int = MAP_ROWS, spill_rows: int = SPILL_ROWS) -> None:
         super().__init__(1)
         self.ray = require_ray()
         self.partitions = partitions  # the fewest: more where the input asks for them (partitions_for)
@@ -277,7 +303,9 @@ class RayExecutor(Executor):
         self.max_edges = max_edges
         self.fault = fault
         self.bucket_entries, self.verify_edges, self.map_rows = bucket_entries, verify_edges, map_rows
-        self.last_partitions = self.last_verify_tasks = 0  # what the last near_duplicates used (tests, logs)
+        self.spill_rows = spill_rows
+        # What the last near_duplicates used (tests, logs).
+        self.last_partitions = self.last_verify_tasks = self.last_spill_writers = 0
 
     def stats(self, folder: Path, params: StatsParams) -> Iterator[pa.Table]:
         """One Ray task per `stats_rows` rows of each part file, at most 2 x CPUs in flight; results in row order."""
@@ -367,14 +395,26 @@ class RayExecutor(Executor):
                         axis=0)
         for m in maps:  # disk: the shuffle's files hold ~40 bytes per live row and band until here
             os.unlink(m)
+        # The candidates' texts, spilled once by writers that each read a run of the rows' row groups; every
+        # verification task reads its chunks from there (rather than each scanning the sources itself).
+        rows = distinct(np.concatenate([np.load(b + ".rows.npy") for b in buckets]))
+        for b in buckets:
+            os.unlink(b + ".rows.npy")
+        spilled = SharedSpill.plan(root / "spill", rows, max(self.partitions, -(-len(rows) // self.spill_rows)))
+        del rows
+        spill = ray.remote(max_retries=3)(_spill)
+        texts_ref = ray.put(texts)
+        self.last_spill_writers = spilled.writers
+        ray.get([spill.remote(texts_ref, spilled, t, self.fault) for t in range(spilled.writers)])
+        del texts_ref
         groups = verify_groups(counts, self.partitions, self.verify_edges)
         self.last_verify_tasks = len(groups)
         s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)
-        texts_ref, s2s_ref = ray.put(texts), ray.put(s2s)
+        s2s_ref = ray.put(s2s)
         return list(ray.get([
-            verify.remote(texts_ref, s2s_ref, threshold, side_threshold, self.fault, str(root / f"verify-{t}"),
+            verify.remote(spilled, s2s_ref, threshold, side_threshold, self.fault,
                           [(b, p) for p in group for b in buckets])
-            for t, group in enumerate(groups)
+            for group in groups
         ]))
 
     def write(self, out: Path, jobs: list[tuple[SourceInput, Decisions]], kept_ids: KeptIds,

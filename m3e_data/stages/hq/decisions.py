@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from m3e_data.stages.hq.distinct import distinct
+
 
 def reason_stage(reason: str) -> str:
     """The reject stage a drop reason belongs to (quality reasons are "quality:<rule>")."""
@@ -85,5 +87,5 @@ class KeptIds:
 
     def subset(self, gidx: np.ndarray) -> KeptIds:
         """Only the rows `gidx` point to (what one source's writer needs)."""
-        wanted = np.unique(gidx)
+        wanted = distinct(gidx)
         return KeptIds(wanted, pl.Series(self.ids.name, self.of(wanted), dtype=pl.String))

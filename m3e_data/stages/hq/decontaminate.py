@@ -27,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from m3e_data.stages.hq.dedup import edge_jaccard, pair_sets
+from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.minhash import band_keys, signatures
 from m3e_data.stages.hq.quality import StatsParams, band_columns, normalize, text_keys
 
@@ -166,7 +167,7 @@ def contaminated(
             cands.append(hit.select("gidx", "eidx", pl.lit(side).alias("side")))
     cand = pl.concat(cands).unique()
     if cand.height:
-        rows = np.unique(cand["gidx"].to_numpy())
+        rows = distinct(cand["gidx"].to_numpy())
         queries, positives = texts(rows)
         local = {int(g): i for i, g in enumerate(rows)}
         side_text = [

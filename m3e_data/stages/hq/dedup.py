@@ -33,6 +33,7 @@ import polars as pl
 
 from m3e_data.stages.hq import setsim
 from m3e_data.stages.hq import sketch as kernels
+from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.minhash import codepoints, hash_keys, shingle_batch
 from m3e_data.stages.hq.quality import normal_forms
 
@@ -143,7 +144,7 @@ def clusters(n: int, a: np.ndarray, b: np.ndarray, rank: np.ndarray) -> np.ndarr
     keep = np.arange(n, dtype=np.int64)
     if len(a) == 0:
         return keep
-    nodes = np.unique(np.concatenate([a, b]))
+    nodes = distinct(np.concatenate([a, b]))
     labels = components(len(nodes), np.searchsorted(nodes, a), np.searchsorted(nodes, b))
     keep[nodes] = nodes[survivors(labels, rank[nodes])]
     return keep
@@ -324,7 +325,7 @@ def near_duplicates(
         step = max(VERIFY_ROWS // 2, 1)  # an edge brings at most two new rows
         for lo in range(0, len(ga), step):
             ea, eb = ga[lo : lo + step], gb[lo : lo + step]
-            rows = np.unique(np.concatenate([ea, eb]))
+            rows = distinct(np.concatenate([ea, eb]))
             texts = read(rows)
             if not hasattr(texts, "load"):  # the texts themselves (else the worker loads them)
                 texts = (list(texts[0]), list(texts[1]))
@@ -334,7 +335,7 @@ def near_duplicates(
     # A text source that can set the candidates' rows aside first (stage.SourceTexts.spilled) reads each
     # chunk from there instead of from the start of its files.
     spill = getattr(texts, "spilled", None)
-    needed = np.unique(np.concatenate([ga, gb])) if spill is not None else None
+    needed = distinct(np.concatenate([ga, gb])) if spill is not None else None
     with spill(needed) if spill is not None else contextlib.nullcontext(texts) as read:
         parts = list((map_chunks or _serial)(verify_chunk, chunks(read), (threshold, side_threshold)))
     pair, side, positive, strict, duplicate = (

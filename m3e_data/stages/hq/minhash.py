@@ -26,6 +26,8 @@ from functools import cache
 
 import numpy as np
 
+from m3e_data.stages.hq.distinct import distinct
+
 N = 3  # character n-gram size
 SCHEME = "affine32"  # datasketch's permutation scheme these signatures follow
 _MAX32 = np.uint32(0xFFFFFFFF)
@@ -230,7 +232,7 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 def unique_sets(texts: Sequence[str]) -> list[np.ndarray]:
     """Each text's set of 3-gram keys (sorted, unique), for exact Jaccard."""
     sh = shingle_batch(texts)
-    return [np.unique(sh.keys[sh.starts[i] : sh.starts[i + 1]]) for i in range(len(texts))]
+    return [distinct(sh.keys[sh.starts[i] : sh.starts[i + 1]]) for i in range(len(texts))]
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

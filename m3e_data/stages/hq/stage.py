@@ -51,11 +51,12 @@ from m3e_data.catalog import Source, load_catalog
 from m3e_data.commercial import row_problems
 from m3e_data.manifest import now, read_manifest, write_stage
 from m3e_data.schema import EVAL_SPLITS, UNIFIED_SCHEMA, conform
-from m3e_data.stages.hq import normkey, quality
+from m3e_data.stages.hq import normkey, quality, spill
 from m3e_data.stages.hq import sketch as kernels
 from m3e_data.stages.hq.decisions import Decisions, KeptIds, reason_stage
 from m3e_data.stages.hq.decontaminate import EvalIndex, contaminated
 from m3e_data.stages.hq.dedup import exact_duplicates, keep_order, near_duplicates
+from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.quality import StatsParams, band_columns
 from m3e_data.storage import ownership
 from m3e_data.storage.lock import hold
@@ -514,109 +515,71 @@ def read_stats(folder: Path, columns: list[str]) -> pl.DataFrame:
 # Decisions
 
 
-@dataclass
-class SpilledRows:
-    """Where some rows' texts lie in a spill file (SourceTexts.spilled); load() reads exactly their bytes
-    (os.pread), never mapping the file: the rows lie all over it, and a mapping kept every page it touched
-    in the process (the whole file, ~900 MB at 4M pairs)."""
-
-    path: str
-    start: np.ndarray  # int64: byte offset of each row's query, its positive right after
-    q_len: np.ndarray  # int32: UTF-8 bytes
-    p_len: np.ndarray
-
-    def load(self) -> tuple[list[str], list[str]]:
-        queries: list[str] = []
-        positives: list[str] = []
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for off, ql, pl_ in zip(self.start.tolist(), self.q_len.tolist(), self.p_len.tolist(), strict=True):
-                data = os.pread(fd, ql + pl_, off)
-                queries.append(data[:ql].decode("utf-8", "surrogatepass"))
-                positives.append(data[ql:].decode("utf-8", "surrogatepass"))
-        finally:
-            os.close(fd)
-        return queries, positives
-
-
 class SourceTexts:
     """texts(gidx) → (queries, positives) of rows by global number, read from the sources' parquet.
 
-    A call reads the sources up to the last row it needs, so near dedup, which asks for one chunk of rows
-    at a time, first `spilled` its candidate rows: one pass writes their texts, in row order, to a scratch
-    file that each chunk reads its rows' bytes from."""
+    A call reads the row groups that hold the rows it needs, so near dedup, which asks for one chunk of rows
+    at a time from all over the corpus, first `spilled` its candidate rows: one pass writes their texts, in
+    row order, to a scratch file that each chunk reads its rows' bytes from (spill.py)."""
 
     def __init__(self, sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray],
                  scratch: Path | None = None) -> None:
         self.sources, self.offsets, self.local, self.scratch = sources, offsets, local, scratch
 
-    def _batches(self, gidx: np.ndarray) -> Iterator[tuple[np.ndarray, pa.Table]]:
-        """(positions into gidx, the (query, positive) table of those rows), in source and row order."""
+    def pieces(self, gidx: np.ndarray) -> Iterator[tuple[np.ndarray, pa.Table]]:
+        """(positions into gidx, the (query, positive) table of those rows), in source and row order; only
+        the part files and row groups that hold them are read."""
+        gidx = np.asarray(gidx, dtype=np.int64)
         which = np.searchsorted(self.offsets, gidx, side="right") - 1
-        for s in np.unique(which):
+        for s in distinct(which).tolist():
             sel = np.flatnonzero(which == s)
             rows = self.local[s][gidx[sel] - self.offsets[s]]  # row numbers inside the source's parquet
             order = np.argsort(rows, kind="stable")
             rows_sorted, sel_sorted = rows[order], sel[order]
-            start = pos = 0
-            for batch in _batches(self.sources[s].folder, ["query", "positive"], rows=20_000):
-                end = start + batch.num_rows
-                hi = np.searchsorted(rows_sorted, end, side="left")
-                if hi > pos:
-                    yield sel_sorted[pos:hi], batch.take(pa.array(rows_sorted[pos:hi] - start))
-                    pos = hi
-                start = end
-                if pos >= len(rows_sorted):
-                    break
+            first = 0
+            for path in parquet_files(self.sources[s].folder):
+                end = first + pq.read_metadata(path).num_rows
+                lo, hi = np.searchsorted(rows_sorted, [first, end])
+                if hi > lo:
+                    at = int(rows_sorted[lo])  # the first row of the batch below
+                    pos = lo
+                    for batch in row_range(path, at - first, int(rows_sorted[hi - 1]) + 1 - first,
+                                           ["query", "positive"]):
+                        stop = np.searchsorted(rows_sorted, at + batch.num_rows, side="left")
+                        if stop > pos:
+                            yield sel_sorted[pos:stop], pa.Table.from_batches([batch.take(
+                                pa.array(rows_sorted[pos:stop] - at))])
+                            pos = stop
+                        at += batch.num_rows
+                first = end
 
     def __call__(self, gidx: np.ndarray) -> tuple[list[str], list[str]]:
         gidx = np.asarray(gidx, dtype=np.int64)
         queries: list[str] = [""] * len(gidx)
         positives: list[str] = [""] * len(gidx)
-        for where, table in self._batches(gidx):
+        for where, table in self.pieces(gidx):
             for k, q, p in zip(where.tolist(), table.column("query").to_pylist(), table.column("positive").to_pylist(),
                                strict=True):
                 queries[k], positives[k] = q, p
         return queries, positives
 
-    def with_scratch(self, scratch: Path) -> SourceTexts:
-        """The same reader spilling under `scratch`: concurrent spills (Ray's verification tasks) each need
-        a folder of their own, since `spilled` removes its folder when done."""
-        return SourceTexts(self.sources, self.offsets, self.local, scratch)
-
     @contextlib.contextmanager
     def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], Any]]:
         """A reader of the rows `gidx` (sorted, unique) from a scratch file, removed on exit.
 
-        The file holds each row's query and positive as UTF-8, back to back, in gidx order; where each row
-        starts and how long its two texts are stay in memory (16 bytes a row). The reader returns a chunk's
-        SpilledRows, which the pool worker verifying the chunk loads itself: the main process sends a few
-        numbers per row, not the texts."""
+        The reader returns a chunk's SpilledRows, which the pool worker verifying the chunk loads itself: the
+        main process sends a few numbers per row, not the texts; the file's index stays here."""
         if self.scratch is None or len(gidx) == 0:
             yield self
             return
         gidx = np.asarray(gidx, dtype=np.int64)
         self.scratch.mkdir(parents=True, exist_ok=True)
         path = self.scratch / f"texts-{os.getpid()}.bin"
-        start = np.zeros(len(gidx), dtype=np.int64)
-        q_len = np.zeros(len(gidx), dtype=np.int32)
-        p_len = np.zeros(len(gidx), dtype=np.int32)
         try:
-            with open(path, "wb") as sink:
-                end = 0
-                for where, table in self._batches(gidx):  # gidx is sorted: the file's rows are gidx's order
-                    q = [t.encode("utf-8", "surrogatepass") for t in table.column("query").to_pylist()]
-                    p = [t.encode("utf-8", "surrogatepass") for t in table.column("positive").to_pylist()]
-                    ql = np.fromiter(map(len, q), dtype=np.int64, count=len(q))
-                    pl_ = np.fromiter(map(len, p), dtype=np.int64, count=len(p))
-                    ends = end + np.cumsum(ql + pl_)
-                    start[where], q_len[where], p_len[where] = ends - ql - pl_, ql, pl_
-                    sink.write(b"".join(x for pair in zip(q, p, strict=True) for x in pair))
-                    end = int(ends[-1]) if len(ends) else end
+            index = spill.write_rows(path, self.pieces(gidx), len(gidx))
 
-            def read(rows: np.ndarray) -> SpilledRows:
-                at = np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))
-                return SpilledRows(str(path), start[at], q_len[at], p_len[at])
+            def read(rows: np.ndarray) -> spill.SpilledRows:
+                return spill.SpilledRows.of(str(path), index[np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))])
 
             yield read
         finally:
@@ -809,7 +772,7 @@ def _ids_prefixed(folder: Path, name: str) -> bool:
 def _kept_ids(decisions: list[Decisions], folders: list[Path], offsets: np.ndarray, local: list[np.ndarray]
               ) -> KeptIds:
     """The ids of the rows some duplicate points to, read source by source from the statistics."""
-    wanted = np.unique(np.concatenate([d.kept_gidx[d.kept_gidx >= 0] for d in decisions] or [np.zeros(0, np.int64)]))
+    wanted = distinct(np.concatenate([d.kept_gidx[d.kept_gidx >= 0] for d in decisions] or [np.zeros(0, np.int64)]))
     cuts = np.searchsorted(wanted, offsets)
     ids = []
     for s, folder in enumerate(folders):
