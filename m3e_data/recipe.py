@@ -12,6 +12,9 @@ leaves out, so that the drop is counted by name). Optional module attributes:
     def read(located, split, ctx): ...      # rows of a split, when the recipe reads files itself
                                             # (a `custom` layout, side files); else the framework
                                             # reads the layout's format; `located.rows(split)` is that
+    READ_IF = "best_answer_only"            # `read` only when this option is true; without it the
+                                            # framework reads, and may cut a large JSON-lines file
+                                            # into byte ranges (Ray), which a recipe's `read` forbids
 
 Everything else (reading, batching, ids, validation, writing, counting) is the framework's.
 """
@@ -83,6 +86,11 @@ class Recipe:
     @property
     def read(self) -> Callable[..., Iterator[Any]] | None:
         return getattr(self.module, "read", None)
+
+    def reader(self, options: dict[str, Any]) -> Callable[..., Iterator[Any]] | None:
+        """The recipe's `read` where these (resolved) options need it; None where the framework reads."""
+        read_if = getattr(self.module, "READ_IF", None)
+        return None if read_if is not None and not options.get(read_if) else self.read
 
     @property
     def doc(self) -> str:

@@ -21,6 +21,7 @@ from m3e_data.recipe import Pair, Skip
 from m3e_data.stages.normalize.readers import BadRow
 
 OPTIONS = {"best_answer_only": False}
+READ_IF = "best_answer_only"  # without it the framework reads the files (and Ray may cut the 2 GB train file)
 
 
 def _star(row) -> float:
@@ -62,9 +63,6 @@ def best_positions(items) -> np.ndarray:
 
 
 def read(located, split, ctx):
-    if not ctx.options["best_answer_only"]:
-        yield from located.rows(split)
-        return
     keep = iter(best_positions(located.rows(split)))
     wanted = int(next(keep, -1))  # plain ints: a numpy bool would not be `False` in to_pairs
     for position, row in enumerate(located.rows(split)):

@@ -434,7 +434,7 @@ def test_split_bytes_on_the_command_line(cluster, range_corpus, tmp_path):
 
 def same_answer_corpus(root: Path, n: int = 16_500) -> list[str]:
     """About 6.3n raw rows over five sources: the three JSON-lines sources of the range corpus (baike's
-    train file alone ~3n rows) and webtext2019zh (read by its recipe: never cut) and zhihu_kol (Parquet)
+    train file alone ~3n rows) and webtext2019zh (its train file over 1 MiB: cut too) and zhihu_kol (Parquet)
     of the synthetic corpus; the names of the sources."""
     write_range_corpus(root, n)
     write_corpus(root / "more", n // 6)
@@ -447,6 +447,7 @@ def test_same_answer_for_a_100k_row_corpus(cluster, tmp_path):
     """Issue 15's "same answer" at 100k raw rows: several batches per split, the biggest file in 6+ ranges."""
     chosen = select_sources(",".join(same_answer_corpus(tmp_path / "src", 16_500)))
     assert (tmp_path / "src/baike2018qa/baike2018qa/baike_qa_train.json").stat().st_size > 6 << 20
+    assert (tmp_path / "src/webtext2019zh/webtext2019zh/web_text_zh_train.json").stat().st_size > 1 << 20
     local = build(chosen, BuildOptions(out=tmp_path / "local", sources=str(tmp_path / "src")))
     assert sum(r.counts.read for r in local) > 100_000
     on_ray = build(chosen, BuildOptions(out=tmp_path / "ray", sources=str(tmp_path / "src")),

@@ -132,16 +132,58 @@ def test_units_put_together_are_the_local_build_byte_for_byte(corpus, tmp_path, 
         assert _record(options.out, name) == _record(local, name), name  # parts' sha256, counts per split
 
 
-def test_a_source_read_by_its_recipe_or_grouped_is_never_cut(tmp_path):
-    src = tmp_path / "src"
-    folder = src / "webtext2019zh" / "webtext2019zh"
+def _webtext(root: Path, n: int) -> Path:
+    """webtext2019zh's train file (JSON lines, one row per reply, a qid once per reply) with its quirks: `<br>`
+    tags, stars as numbers and strings, a reply with no text, a truncated line, CRLF endings."""
+    folder = root / "webtext2019zh" / "webtext2019zh"
     folder.mkdir(parents=True)
-    row = {"qid": 1, "title": "问题", "desc": "", "topic": "t", "star": 1, "content": "回答", "answer_id": 2,
-           "answerer_tags": ""}
-    (folder / "web_text_zh_train.json").write_text((json.dumps(row, ensure_ascii=False) + "\n") * 50)
-    prepared = prepare(load_catalog()["webtext2019zh"], BuildOptions(out=tmp_path / "out", sources=str(src)))
+    lines = []
+    for i in range(n):
+        thing, word = _THINGS[i % 10], _WORDS[(i // 10) % 10]
+        row = {"qid": 70000000 + i // 2, "title": f"{thing}{word}？（{i // 2}）", "desc": "", "topic": thing,
+               "star": i % 5 if i % 3 else str(i % 5), "content": f"先去窗口。<br>带上{thing}，第{i}条回答。",
+               "answer_id": 800000000 + i, "answerer_tags": "热心网友"}
+        if i == n // 3:
+            row["content"] = "  "
+        lines.append(json.dumps(row, ensure_ascii=False) + ("\r\n" if i % 4 == 1 else "\n"))
+    lines[n // 2] = '{"qid": 1, "title": "断在半路\n'
+    path = folder / "web_text_zh_train.json"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def test_webtext2019zh_is_cut_unless_best_answer_only(tmp_path):
+    """Its recipe's `read` runs only for best_answer_only (READ_IF), which needs a whole split to pick each
+    question's best reply; without it the 2 GB train file is cut like any JSON-lines file, and the units
+    put together are the local build byte for byte."""
+    train = _webtext(tmp_path / "src", 600)
+    catalog = load_catalog()
+    local = tmp_path / "local"
+    [result] = build([catalog["webtext2019zh"]], BuildOptions(out=local, sources=str(tmp_path / "src")))
+    assert result.status == "built" and result.counts.dropped == {"malformed_json": 1, "empty_text": 1}
+    options = BuildOptions(out=tmp_path / "units", sources=str(tmp_path / "src"))
+    assert build_in_units_here(["webtext2019zh"], options, train.stat().st_size // 5) >= [5]
+    assert _record(options.out, "webtext2019zh") == _record(local, "webtext2019zh")
+
+    best = BuildOptions(out=tmp_path / "best", sources=str(tmp_path / "src"),
+                        recipe_options={"webtext2019zh": {"best_answer_only": "true"}})
+    prepared = prepare(catalog["webtext2019zh"], best, HashCache(best.out))
     assert isinstance(prepared, Prepared)
     assert units.plan_units(prepared, 64) is None  # its own `read` sees the whole split
+
+
+def test_a_grouped_source_is_never_cut(tmp_path):
+    """A GROUP_BY recipe (ocnli: the hypotheses of one premise) sees a group's rows together, which a byte
+    range could split. A synthetic look-alike of OCNLI's JSON lines (research-only rows are never copied)."""
+    folder = tmp_path / "src" / "ocnli" / "data" / "ocnli"
+    folder.mkdir(parents=True)
+    rows = [{"level": "easy", "sentence1": f"前提{i // 3}", "sentence2": f"假设{i}", "label": ["entailment", "neutral",
+             "contradiction"][i % 3], "label0": "entailment", "genre": "news", "prem_id": f"news_{i // 3}", "id": i}
+            for i in range(60)]
+    (folder / "train.50k.json").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    prepared = prepare(load_catalog()["ocnli"], BuildOptions(out=tmp_path / "out", sources=str(tmp_path / "src")))
+    assert isinstance(prepared, Prepared) and prepared.recipe.group_by == "sentence1"
+    assert units.plan_units(prepared, 64) is None
 
 
 def test_small_files_and_documents_stay_whole_units(corpus, tmp_path):

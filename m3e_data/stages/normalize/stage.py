@@ -150,7 +150,8 @@ def select_sources(recipe_arg: str, commercial_only: bool = False) -> list[Sourc
 
 
 def _rows(recipe: Recipe, located: Located, split: str, ctx: Context):
-    return recipe.read(located, split, ctx) if recipe.read else located.rows(split)
+    read = recipe.reader(ctx.options)
+    return read(located, split, ctx) if read else located.rows(split)
 
 
 @dataclass

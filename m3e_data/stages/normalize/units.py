@@ -14,8 +14,8 @@ their sha256 in `_SUCCESS.json` and the manifest equal the local executor's byte
 executor stays as it was. The price is one more write and read of the rows (Arrow IPC, lz4), which costs
 a fraction of normalizing them.
 
-Only sources read by the framework's JSON reader are cut: a recipe with its own `read` or a GROUP_BY sees
-a whole split at once, and a `.gz` file cannot be entered mid-way.
+Only sources read by the framework's JSON reader are cut: a recipe whose own `read` runs (for its options:
+READ_IF) or with a GROUP_BY sees a whole split at once, and a `.gz` file cannot be entered mid-way.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def plan_units(prepared: Prepared, split_bytes: int) -> list[Unit] | None:
     built whole, as locally)."""
     located = prepared.located
     recipe = prepared.recipe
-    if recipe.read or recipe.group_by or located.remote or located.layout.format != "json":
+    if recipe.reader(prepared.recipe_options) or recipe.group_by or located.remote or located.layout.format != "json":
         return None
     field = located.layout.options.get("field") or "data"
     units: list[Unit] = []
