@@ -205,3 +205,16 @@ def test_the_cli_runs_on_ray_and_says_which_extra_is_missing(cluster, hq, tiny, 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "pip install 'm3e-data[ray]'" in result.output
+
+
+def test_shards_are_sized_in_the_bytes_the_device_holds():
+    """A GPU actor holds its shard in fp16: a bound in device bytes fits twice the rows it would in fp32."""
+    from m3e_data.executors.mine_ray import shard_count
+
+    rows, dim = 1_000_000, 768
+    fp32 = rows * dim * 4
+    assert shard_count(rows, dim, fp32, half=False) == 1
+    assert shard_count(rows, dim, fp32 - 1, half=False) == 2
+    assert shard_count(rows, dim, fp32 // 2, half=True) == 1
+    assert shard_count(rows, dim, fp32 // 4, half=True) == 2
+    assert shard_count(0, dim, 1, half=True) == 1

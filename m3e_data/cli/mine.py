@@ -138,8 +138,9 @@ def _folders(input_dir: str, out: str, work_dir: Path | None) -> tuple[Path, Pat
 @click.option("--ray-address", default=None, metavar="ADDR",
               help="Ray cluster to join with --executor ray (default: RAY_ADDRESS, else a local Ray).")
 @click.option("--max-corpus-bytes", type=click.IntRange(min=1), default=None, metavar="BYTES",
-              help="With --executor ray: search a source's corpus embeddings in shards of at most BYTES, merging "
-                   "their top-k (default: half a GPU's memory, else a quarter of a node's).")
+              help="With --executor ray: search a source's corpus embeddings in shards of at most BYTES on the "
+                   "device (fp16 on a GPU, fp32 on a CPU), merging their top-k (default: half a GPU's memory, else "
+                   "a quarter of a node's).")
 @work_dir_option
 def mine_command(
     input_dir: str, out: str, model: str, revision: str | None, device: str | None, batch_size: int,

@@ -11,8 +11,9 @@ when each source had a Ray Data pipeline of its own (benchmarks/bench_scale.py).
 released after each encoding: the search actors need the GPUs.
 
 Search: the corpus embeddings go to the object store; actors holding them (on GPUs in fp16, rescored in fp32
-on the host: the same answer) take query chunks (the local search's chunks) and call the local search_topk. A corpus larger than `max_corpus_bytes` is cut into
-shards searched one after the other; each shard's top-k lists are merged into the corpus-wide top-k, which
+on the host: the same answer) take query chunks (the local search's chunks) and call the local search_topk.
+A corpus whose embeddings take more than `max_corpus_bytes` on the device (fp16 on a GPU: 2 bytes a value,
+fp32 on a CPU: 4; shard_count) is cut into shards searched one after the other; each shard's top-k lists are merged into the corpus-wide top-k, which
 is the unsharded answer. Negative selection, the filters and the writing stay in the local code on the driver.
 
 Faults: Ray restarts a killed actor and retries its batch or chunk (the encoder and search actors restart
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from m3e_data.executors.ray_session import ray_session
+from m3e_data.stages.mine.halfsearch import half_by_default
 from m3e_data.stages.mine.mining import chunk_rows
 from m3e_data.stages.mine.stage import LazyEncoder, MineOptions, ModelLoadError
 
@@ -120,6 +122,12 @@ def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.n
     # Ties (distinct texts rarely tie) go to the lower corpus index: a fixed order, whatever the shards.
     order = np.lexsort((indices, -scores), axis=1)[:, :k]
     return np.take_along_axis(scores, order, 1), np.take_along_axis(indices, order, 1)
+
+
+def shard_count(rows: int, dim: int, bound: int, half: bool) -> int:
+    """Corpus shards of `rows` embeddings of `dim` values such that each takes at most `bound` bytes on the
+    device that searches it: 2 bytes a value in fp16 (`half`, on a GPU), else 4."""
+    return max(1, math.ceil(rows * dim * (2 if half else 4) / max(bound, 1)))
 
 
 class RayEncoder(LazyEncoder):
@@ -296,7 +304,8 @@ class RayEncoder(LazyEncoder):
         starts = list(range(0, len(queries), step))
         chunk_k = [int(min(len(corpus), max(1, ks[s:s + step].max()))) for s in starts]
         bound = self.max_corpus_bytes or self._default_corpus_bytes()
-        n_shards = max(1, math.ceil(corpus.nbytes / bound))
+        # The GPU actors hold their shard in fp16 (SearchActor: half_by_default("cuda")), CPU tasks in fp32.
+        n_shards = shard_count(len(corpus), corpus.shape[1], bound, half=bool(self.gpus()) and half_by_default("cuda"))
         bounds = np.linspace(0, len(corpus), n_shards + 1).astype(int)
         self.stats["shards"] += n_shards
         self.stats["chunks"] += len(starts) * n_shards
@@ -340,7 +349,8 @@ class RayEncoder(LazyEncoder):
                 ray.kill(actor)
 
     def _default_corpus_bytes(self) -> int:
-        """Half a GPU's memory (the rest holds the score blocks), else a quarter of the smallest node's."""
+        """A shard's bytes on its device (shard_count): half a GPU's memory (the rest holds the score blocks
+        and the fp16 candidates), else a quarter of the smallest node's."""
         ray = self.ray()
         if self.gpus():
             @ray.remote(num_gpus=1)
