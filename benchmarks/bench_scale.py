@@ -57,8 +57,11 @@ SAMPLE_S = 0.2
 # address only sends the token when told to: the head and every driver get the same mode.
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 STAGES = ("normalize", "hq", "mine")
-EXECUTORS = ("local", "ray2", "ray1")  # ray2 before ray1: local vs ray2 is the comparison on 2 cores
-DEFAULT_CASES = tuple(f"{s}:{e}" for s in STAGES for e in EXECUTORS)
+# ray2 before ray1: local vs ray2 is the comparison on 2 cores. local1 is hq with --workers 1, Ray with 1 worker's
+# like for like (local hq is a pool of 2 processes); other stages are one local process anyway.
+EXECUTORS = ("local", "ray2", "ray1", "local1")
+DEFAULT_CASES = tuple(f"{s}:{e}" for s in STAGES for e in EXECUTORS if e != "local1" or s == "hq")
+BASELINE = {"ray1": "local1"}  # a Ray case's overhead is against this local case where it ran, else local's
 # corpus.py's four sources, each written in one real source's upstream layout.
 RAW = {"bench_a": "news2016zh", "bench_b": "webtext2019zh", "bench_c": "zhihu_kol", "bench_d": "cmrc2018"}
 RECIPES = ",".join(RAW.values())
@@ -399,6 +402,8 @@ def _clean_hq(out: Path) -> None:
 
 def argv_for(stage: str, paths: dict[str, Path], executor: str, head: RayHead | None) -> list[str]:
     ray = ["--executor", "ray", "--ray-address", head.address] if head else ["--executor", "local"]
+    if executor == "local1" and stage == "hq":
+        ray += ["--workers", "1"]
     if stage == "normalize":
         return [*m3e_data(), "build", "--sources", str(paths["src"]), "--out", str(paths["out"]), "--recipe", RECIPES,
                 "--no-hq", *ray]
@@ -426,7 +431,7 @@ def code_version() -> str:
 
 def run_case(stage: str, executor: str, paths: dict[str, Path], log: Path) -> dict[str, Any]:
     """One case: a fresh Ray head for ray1/ray2, the command, the figures and what it wrote."""
-    workers = {"local": 0, "ray1": 1, "ray2": 2}[executor]
+    workers = {"local": 0, "local1": 0, "ray1": 1, "ray2": 2}[executor]
     load = os.getloadavg()[0]
     with ray_head(workers) if workers else contextlib.nullcontext() as head:
         fig = run_command(argv_for(stage, paths, executor, head), head, log)
@@ -510,10 +515,12 @@ def same_answer(results: list[dict[str, Any]]) -> list[str]:
 def with_overhead(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each Ray case's overhead against local at the same stage and size: (wall - local) / local, without
     Ray's start (wall is the command alone) and with it."""
-    local = {(r["stage"], r["rows_in"]): r for r in results if r["executor"] == "local"}
+    local = {(r["executor"], r["stage"], r["rows_in"]): r for r in results if r["executor"].startswith("local")}
     for r in results:
-        base = local.get((r["stage"], r["rows_in"]))
-        if r["executor"] != "local" and base:
+        key = (r["stage"], r["rows_in"])
+        base = local.get((BASELINE.get(r["executor"], "local"), *key)) or local.get(("local", *key))
+        if not r["executor"].startswith("local") and base:
+            r["overhead_vs"] = base["executor"]
             wall = base["wall_s"]
             r["overhead_pct"] = round(100 * (r["wall_s"] - wall) / wall, 1)
             r["overhead_with_start_pct"] = round(100 * (r["wall_s"] + r["ray_start_s"] - wall) / wall, 1)
@@ -528,11 +535,13 @@ def table(results: list[dict[str, Any]]) -> str:
             "| per-worker peak PSS MB | rows out | same answer | load | code |")
     lines = [head, "|" + "|".join(["---"] * 13) + "|"]
     bad = set(same_answer(results))
-    names = {"local": "local", "ray1": "Ray, 1 worker", "ray2": "Ray, 2 workers"}
+    names = {"local": "local", "local1": "local, 1 process", "ray1": "Ray, 1 worker", "ray2": "Ray, 2 workers"}
     for r in results:
         executor = names[r["executor"]]
         if r["executor"] == "local" and r["stage"] == "hq":
             executor = "local (pool of 2 processes)"
+        if r.get("overhead_vs") == "local1":
+            executor += " (vs 1 process)"
         over = (f"{r['overhead_pct']:+.0f}% ({r['overhead_with_start_pct']:+.0f}%)" if "overhead_pct" in r else "")
         cpu = f" ({r['cpu_overhead_pct']:+.0f}%)" if "cpu_overhead_pct" in r else ""
         worker = f"{r['worker_peak_pss_mb']:,}" if r["worker_peak_pss_mb"] is not None else ""

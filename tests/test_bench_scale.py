@@ -92,3 +92,23 @@ def test_the_ray_head_is_gone_after_its_case(run: tuple[Path, list[dict]]) -> No
     assert len(head.roots) >= 2  # gcs_server and raylet at least were found, and ended:
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in head.roots)
     assert not head.temp_dir.exists() and B._ray_roots(head.temp_dir) == []
+
+
+def test_ray1_is_compared_with_one_local_process_where_that_ran() -> None:
+    """hq's local executor is a pool of 2 processes; Ray with 1 worker's overhead is against `--workers 1`
+    (local1) when that case ran, else against the pool; the same-answer check covers local1 too."""
+    def case(executor: str, wall: float, cpu: float, checksum: int = 7) -> dict:
+        return {"stage": "hq", "rows_in": 100, "executor": executor, "wall_s": wall, "cpu_s": cpu,
+                "ray_start_s": None if executor.startswith("local") else 1.0, "rows_out": 90, "id_checksum": checksum,
+                "peak_pss_mb": 1000, "worker_peak_pss_mb": None, "load_before": 1.0}
+
+    results = B.with_overhead([case("local", 100, 150), case("local1", 150, 140), case("ray1", 165, 147),
+                               case("ray2", 110, 160)])
+    ray1, ray2 = results[2], results[3]
+    assert (ray1["overhead_vs"], ray1["overhead_pct"], ray1["cpu_overhead_pct"]) == ("local1", 10.0, 5.0)
+    assert (ray2["overhead_vs"], ray2["overhead_pct"]) == ("local", 10.0)
+    assert "vs 1 process" in B.table(results).splitlines()[4]
+    alone = B.with_overhead([case("local", 100, 150), case("ray1", 165, 147)])
+    assert alone[1]["overhead_vs"] == "local" and alone[1]["overhead_pct"] == 65.0
+    assert B.same_answer([case("local", 100, 150), case("local1", 150, 140, checksum=8)]) == ["hq:local1@100"]
+    assert "hq:local1" in B.DEFAULT_CASES and "normalize:local1" not in B.DEFAULT_CASES

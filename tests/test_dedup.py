@@ -510,11 +510,11 @@ def test_source_texts_spill_the_candidates_once_and_give_the_same_verdicts(tmp_p
     """The stage's text source reads rows by global number from the sources' parquet (rows dropped before
     dedup skipped); near dedup sets the candidates' texts aside in one pass over the files, reads every
     chunk from there (the files are not read again), gives the in-memory path's verdicts, and leaves no
-    scratch file behind."""
+    scratch file behind; on the run's pool, several writers spill at once."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from m3e_data.stages.hq import dedup, stage
+    from m3e_data.stages.hq import dedup, spill, stage
 
     queries, positives, s2s = _planted_corpus(600, seed=4)
     n = len(queries)
@@ -560,6 +560,16 @@ def test_source_texts_spill_the_candidates_once_and_give_the_same_verdicts(tmp_p
     assert keep.tolist() == want_keep.tolist()
     assert verified.select("a", "b").rows() == want_edges.select("a", "b").sort("a", "b").rows()
     assert sorted(reads) == ["src0", "src1"] and not scratch.exists()
+    # In a run (its pool open), the spill itself is written by several writers on the pool.
+    plans = []
+    real_plan = spill.SharedSpill.plan
+    monkeypatch.setattr(spill.SharedSpill, "plan", lambda *a: plans.append(real_plan(*a)) or plans[-1])
+    monkeypatch.setattr(stage, "SPILL_ROWS", 100)
+    with stage.worker_pool(2):
+        keep, verified = near_duplicates(n, bands(), texts, rank, 0.8, s2s, 0.5, map_chunks=stage._pool_map)
+    assert keep.tolist() == want_keep.tolist()
+    assert verified.select("a", "b").rows() == want_edges.select("a", "b").sort("a", "b").rows()
+    assert len(plans) == 1 and plans[0].writers >= 3 and not scratch.exists()
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32])

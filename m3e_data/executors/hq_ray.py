@@ -24,10 +24,10 @@ The shuffle's pieces are Arrow files under the near-dedup scratch folder (OUT/.c
 removed as they are read and at the end), and the object store carries only their names and counts: a
 worker that writes or reads an object keeps the store's pages it touched mapped (its PSS grew ~20 MB per
 map task, ~400 MB at 1M rows), while a file read into a task's own memory leaves with the task. A
-worker's memory is therefore bounded by the constants below, not by the input's size, except for what every
-verification task is sent of the whole corpus: a row number and an s2s flag per live row (9 bytes a row,
-zero-copy from the object store) that map its rows to their sources. Each task hands its freed memory back
-(stage.release_memory) before the worker runs the next.
+worker's memory is therefore bounded by the constants below, not by the input's size, except for what
+tasks are sent of the whole corpus, zero-copy from the object store: a spill writer the row numbers that
+map global rows to their sources' rows (8 bytes a live row), a verification task an s2s flag (1 byte a live
+row). Each task hands its freed memory back (stage.release_memory) before the worker runs the next.
 
 Every task is retried by Ray when its worker dies (max_retries); each is a pure function of its inputs
 or an atomic folder write, so a retry gives the same output. Ray Data (read_parquet/map_batches, groupby)
@@ -61,12 +61,15 @@ from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.quality import StatsParams
 from m3e_data.stages.hq.spill import SharedSpill
 from m3e_data.stages.hq.stage import (
+    SPILL_ROWS,
     STATS_TASK_ROWS,
     Executor,
+    Located,
     SourceInput,
     range_stats,
     release_memory,
     write_source,
+    write_spill,
 )
 from m3e_data.storage.store import parquet_files
 
@@ -88,7 +91,6 @@ PARTITIONS = 8  # the fewest shuffle partitions (and verification tasks): enough
 # Entries a hash partition gets vary around the mean (a few percent at these sizes), and a bucket with one
 # key is never split: a key shared by millions of rows would still land in one task.
 MAP_ROWS = 500_000
-SPILL_ROWS = 250_000
 BUCKET_ENTRIES = 2_000_000
 VERIFY_EDGES = 2_000_000
 # Components run on the driver over the verified edges. Peak memory per edge: a and b (16 bytes), the
@@ -230,17 +232,12 @@ def _save_rows(path: str, rows: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _spill(texts: Any, spilled: SharedSpill, t: int, fault: tuple[str, str] | None) -> None:
+def _spill(job: tuple[SharedSpill, int, list[Located]], fault: tuple[str, str] | None) -> None:
     """Writer t of the shared spill: its run of the candidate rows' texts, read from the sources' row groups
-    that hold them (SourceTexts.pieces; any other texts callable gives them in one piece)."""
+    that hold them (stage.write_spill)."""
     _maybe_fail(fault, "spill")
     try:
-        rows = spilled.rows_of(t)
-        if hasattr(texts, "pieces"):
-            spilled.write(t, texts.pieces(rows))
-        else:
-            queries, positives = texts(rows)
-            spilled.write(t, [(np.arange(len(rows)), pa.table({"query": list(queries), "positive": list(positives)}))])
+        write_spill(job)
     finally:
         release_memory()
 
@@ -402,11 +399,15 @@ class RayExecutor(Executor):
             os.unlink(b + ".rows.npy")
         spilled = SharedSpill.plan(root / "spill", rows, max(self.partitions, -(-len(rows) // self.spill_rows)))
         del rows
-        spill = ray.remote(max_retries=3)(_spill)
-        texts_ref = ray.put(texts)
         self.last_spill_writers = spilled.writers
-        ray.get([spill.remote(texts_ref, spilled, t, self.fault) for t in range(spilled.writers)])
-        del texts_ref
+        if hasattr(texts, "spill_jobs"):  # the stage's SourceTexts: each writer is sent where its rows lie
+            spill = ray.remote(max_retries=3)(_spill)
+            ray.get([spill.remote(job, self.fault) for job in texts.spill_jobs(spilled)])
+        else:  # any other texts callable is read here
+            for t in range(spilled.writers):
+                queries, positives = texts(spilled.rows_of(t))
+                spilled.write(t, [(np.arange(len(queries)), pa.table({"query": list(queries),
+                                                                      "positive": list(positives)}))])
         groups = verify_groups(counts, self.partitions, self.verify_edges)
         self.last_verify_tasks = len(groups)
         s2s = np.asarray(homogeneous if homogeneous is not None else np.zeros(n, dtype=bool), dtype=bool)

@@ -333,7 +333,7 @@ def near_duplicates(
             yield texts, np.searchsorted(rows, ea), np.searchsorted(rows, eb), s2s
 
     # A text source that can set the candidates' rows aside first (stage.SourceTexts.spilled) reads each
-    # chunk from there instead of from the start of its files.
+    # chunk from there instead of from its files' row groups again and again.
     spill = getattr(texts, "spilled", None)
     needed = distinct(np.concatenate([ga, gb])) if spill is not None else None
     with spill(needed) if spill is not None else contextlib.nullcontext(texts) as read:

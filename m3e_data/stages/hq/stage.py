@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import signal
 import sys
 import time
@@ -515,43 +516,66 @@ def read_stats(folder: Path, columns: list[str]) -> pl.DataFrame:
 # Decisions
 
 
+# Where some rows lie in one source: (its folder, their row numbers in its parquet ascending, their positions
+# among the rows asked for). A few numbers a row: what a pool worker or Ray task is sent to read them itself.
+Located = tuple[str, np.ndarray, np.ndarray]
+SPILL_ROWS = 250_000  # candidate rows one spill writer (a pool or Ray task) reads and writes
+
+
+def read_located(located: Located) -> Iterator[tuple[np.ndarray, pa.Table]]:
+    """(positions, the (query, positive) table of those rows) for rows of one source, in row order; only the
+    part files and row groups that hold them are read, a batch at a time."""
+    folder, rows_sorted, positions = located
+    first = 0
+    for path in parquet_files(Path(folder)):
+        end = first + pq.read_metadata(path).num_rows
+        lo, hi = np.searchsorted(rows_sorted, [first, end])
+        if hi > lo:
+            at = int(rows_sorted[lo])  # the first row of the batch below
+            pos = lo
+            for batch in row_range(path, at - first, int(rows_sorted[hi - 1]) + 1 - first, ["query", "positive"]):
+                stop = np.searchsorted(rows_sorted, at + batch.num_rows, side="left")
+                if stop > pos:
+                    yield positions[pos:stop], pa.Table.from_batches([batch.take(pa.array(rows_sorted[pos:stop] - at))])
+                    pos = stop
+                at += batch.num_rows
+        first = end
+
+
+def write_spill(job: tuple[spill.SharedSpill, int, list[Located]], _params: Any = None) -> None:
+    """Writer t of a shared spill, from where its rows lie (SourceTexts.spill_jobs): a pool or Ray task."""
+    spilled, t, located = job
+    spilled.write(t, (piece for loc in located for piece in read_located(loc)))
+
+
 class SourceTexts:
     """texts(gidx) → (queries, positives) of rows by global number, read from the sources' parquet.
 
     A call reads the row groups that hold the rows it needs, so near dedup, which asks for one chunk of rows
-    at a time from all over the corpus, first `spilled` its candidate rows: one pass writes their texts, in
-    row order, to a scratch file that each chunk reads its rows' bytes from (spill.py)."""
+    at a time from all over the corpus, first `spilled` its candidate rows: writers (pool tasks here, Ray tasks
+    in hq_ray) each read a run of them once and write their texts to a scratch file (spill.SharedSpill), from
+    which each chunk reads its rows' bytes."""
 
     def __init__(self, sources: list[SourceInput], offsets: np.ndarray, local: list[np.ndarray],
                  scratch: Path | None = None) -> None:
         self.sources, self.offsets, self.local, self.scratch = sources, offsets, local, scratch
 
-    def pieces(self, gidx: np.ndarray) -> Iterator[tuple[np.ndarray, pa.Table]]:
-        """(positions into gidx, the (query, positive) table of those rows), in source and row order; only
-        the part files and row groups that hold them are read."""
+    def locate(self, gidx: np.ndarray) -> list[Located]:
+        """Where the rows gidx lie, source by source."""
         gidx = np.asarray(gidx, dtype=np.int64)
         which = np.searchsorted(self.offsets, gidx, side="right") - 1
+        found = []
         for s in distinct(which).tolist():
             sel = np.flatnonzero(which == s)
             rows = self.local[s][gidx[sel] - self.offsets[s]]  # row numbers inside the source's parquet
             order = np.argsort(rows, kind="stable")
-            rows_sorted, sel_sorted = rows[order], sel[order]
-            first = 0
-            for path in parquet_files(self.sources[s].folder):
-                end = first + pq.read_metadata(path).num_rows
-                lo, hi = np.searchsorted(rows_sorted, [first, end])
-                if hi > lo:
-                    at = int(rows_sorted[lo])  # the first row of the batch below
-                    pos = lo
-                    for batch in row_range(path, at - first, int(rows_sorted[hi - 1]) + 1 - first,
-                                           ["query", "positive"]):
-                        stop = np.searchsorted(rows_sorted, at + batch.num_rows, side="left")
-                        if stop > pos:
-                            yield sel_sorted[pos:stop], pa.Table.from_batches([batch.take(
-                                pa.array(rows_sorted[pos:stop] - at))])
-                            pos = stop
-                        at += batch.num_rows
-                first = end
+            found.append((str(self.sources[s].folder), rows[order], sel[order]))
+        return found
+
+    def pieces(self, gidx: np.ndarray) -> Iterator[tuple[np.ndarray, pa.Table]]:
+        """(positions into gidx, the (query, positive) table of those rows), in source and row order."""
+        for located in self.locate(gidx):
+            yield from read_located(located)
 
     def __call__(self, gidx: np.ndarray) -> tuple[list[str], list[str]]:
         gidx = np.asarray(gidx, dtype=np.int64)
@@ -563,28 +587,32 @@ class SourceTexts:
                 queries[k], positives[k] = q, p
         return queries, positives
 
+    def spill_jobs(self, spilled: spill.SharedSpill) -> Iterator[tuple[spill.SharedSpill, int, list[Located]]]:
+        """write_spill's job for each writer of `spilled`."""
+        for t in range(spilled.writers):
+            yield spilled, t, self.locate(spilled.rows_of(t))
+
     @contextlib.contextmanager
     def spilled(self, gidx: np.ndarray) -> Iterator[Callable[[np.ndarray], Any]]:
-        """A reader of the rows `gidx` (sorted, unique) from a scratch file, removed on exit.
+        """A reader of the rows `gidx` (sorted, unique) from a scratch spill, removed on exit, written by the
+        run's pool (serially without one).
 
         The reader returns a chunk's SpilledRows, which the pool worker verifying the chunk loads itself: the
-        main process sends a few numbers per row, not the texts; the file's index stays here."""
+        main process sends a few numbers per row, not the texts."""
         if self.scratch is None or len(gidx) == 0:
             yield self
             return
-        gidx = np.asarray(gidx, dtype=np.int64)
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        path = self.scratch / f"texts-{os.getpid()}.bin"
+        folder = self.scratch / f"spill-{os.getpid()}"
+        workers = _POOL[0] if _POOL is not None else 1
         try:
-            index = spill.write_rows(path, self.pieces(gidx), len(gidx))
-
-            def read(rows: np.ndarray) -> spill.SpilledRows:
-                return spill.SpilledRows.of(str(path), index[np.searchsorted(gidx, np.asarray(rows, dtype=np.int64))])
-
-            yield read
+            spilled = spill.SharedSpill.plan(folder, np.asarray(gidx, dtype=np.int64),
+                                             max(workers, -(-len(gidx) // SPILL_ROWS)))
+            for _ in _pool_map(write_spill, self.spill_jobs(spilled), None):
+                pass
+            yield spilled
         finally:
-            path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # another run's file may still be there
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # another run's spill may still be there
                 self.scratch.rmdir()
 
 

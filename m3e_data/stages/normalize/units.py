@@ -11,8 +11,9 @@ Why re-assemble rather than let each unit write its own parts: a part's rows and
 from the whole split (PART_ROWS per part; a row group per normalize batch of BATCH_ROWS pairs, cut after
 the raw row that fills it), which no unit knows alone. `commit` replays exactly that cut, so the parts,
 their sha256 in `_SUCCESS.json` and the manifest equal the local executor's byte for byte, and the local
-executor stays as it was. The price is one more write and read of the rows (Arrow IPC, lz4), which costs
-a fraction of normalizing them.
+executor stays as it was. The price is one more write and read of the rows (uncompressed Arrow IPC, read
+back memory-mapped): ~2 CPU-s per million rows against ~15 to normalize them (webtext2019zh-like rows), and
+temporary disk about the size of the rows' text (~0.75 KB a row there) until the source is committed.
 
 Only sources read by the framework's JSON reader are cut: a recipe whose own `read` runs (for its options:
 READ_IF) or with a GROUP_BY sees a whole split at once, and a `.gz` file cannot be entered mid-way.
@@ -50,7 +51,9 @@ ROW, PAIR = "_row", "_pair"  # a pair's raw row position within its unit, its pl
 UNIT_SCHEMA = UNIFIED_SCHEMA.set(0, pa.field("id", pa.string())).append(pa.field(ROW, pa.int64())).append(
     pa.field(PAIR, pa.int32())
 )
-_IPC = pa.ipc.IpcWriteOptions(compression="lz4")
+# Uncompressed: lz4 cost ~4 CPU-s per million rows to write and read back (more than a fifth of normalizing
+# them, benchmarks/bench_scale.py) for half the disk; the units' files are temporary (see the module's note).
+_IPC = pa.ipc.IpcWriteOptions(compression=None)
 
 
 @dataclass(frozen=True)
