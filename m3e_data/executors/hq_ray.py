@@ -12,8 +12,8 @@
 - the candidates' texts: the rows any edge joins (each bucket task lists its own) are spilled once
   (spill.SharedSpill) by SPILL_ROWS-row writer tasks, each reading only the row groups that hold its run.
 - verification: a task per run of edge partitions (`verify_groups`: about VERIFY_EDGES edge copies each)
-  holds every copy of its edges, drops the repeats and verifies the rest with dedup.near_duplicates itself
-  (see `_verify`), reading each chunk's texts from the shared spill by position. (Each task once spilled
+  holds every copy of its edges, drops the repeats and verifies the rest with dedup.verify_edges, the local
+  executor's own rule (see `_verify`), reading each chunk's texts from the shared spill by position. (Each task once spilled
   its own rows, scanning every source's texts: 8+ scans where the local executor makes one.)
 - connected components and survivors: on the driver (dedup.components / dedup.survivors) over the verified
   edges, refused past MAX_EDGES (see there).
@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 
 from m3e_data.executors.ray_session import require_ray
 from m3e_data.stages.hq.decisions import Decisions, KeptIds
-from m3e_data.stages.hq.dedup import band_candidates, clusters, near_duplicates
+from m3e_data.stages.hq.dedup import band_candidates, clusters, verify_edges
 from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.quality import StatsParams
 from m3e_data.stages.hq.spill import SharedSpill
@@ -82,7 +82,7 @@ PARTITIONS = 8  # the fewest shuffle partitions (and verification tasks): enough
 #   BUCKET_ENTRIES, at least PARTITIONS. Up to ~125 MB (polars' group-by and join in band_candidates);
 # - VERIFY_EDGES: candidate edge copies (16 bytes; an edge found in k bands comes k times) one verification
 #   task holds: the bucket tasks' pieces are grouped into tasks of about this many (at least PARTITIONS tasks,
-#   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.near_duplicates),
+#   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.verify_edges),
 #   their texts read from the shared spill. Up to ~350 MB, the worker's peak: with fewer than PARTITIONS x VERIFY_EDGES copies (~5M rows of the
 #   benchmark's corpus) a task holds 1/PARTITIONS of them, so this grows slowly (~25 MB per million rows)
 #   until then, and no more after.
@@ -244,30 +244,15 @@ def _spill(job: tuple[SharedSpill, int, list[Located]], fault: tuple[str, str] |
 
 def _verify(spilled: SharedSpill, homogeneous: np.ndarray, threshold: float, side_threshold: float,
             fault: tuple[str, str] | None, pieces: list[tuple[str, int]]) -> pa.Table:
-    """The verified edges among some partitions' candidates, by dedup.near_duplicates itself: each edge
-    becomes a bucket of its two rows, which near_duplicates turns back into exactly that edge and verifies
-    (the same rule whatever the dedup module's verification becomes). Each chunk's texts are read from the
-    shared spill by position."""
+    """The verified edges among some partitions' candidates: every copy of an edge meets here (the bucket
+    tasks split by hash(edge)), the repeats are dropped and the rest go through dedup.verify_edges, the very
+    rule the local executor runs, each chunk's texts read from the shared spill by position."""
     _maybe_fail(fault, "verify")
     try:
         edges = pl.from_arrow(_load(pieces, EDGE_SCHEMA))
         assert isinstance(edges, pl.DataFrame)
-        edges = edges.unique()
-        if edges.height == 0:
-            return EDGE_SCHEMA.empty_table()
-        ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
-        del edges
-        involved = distinct(np.concatenate([ga, gb]))
-        la, lb = np.searchsorted(involved, ga), np.searchsorted(involved, gb)
-        del ga, gb
-        gidx = np.stack([la, lb], axis=1).ravel()
-        bucket = np.repeat(np.arange(len(la), dtype=np.uint64), 2)
-        del la, lb
-        _, verified = near_duplicates(
-            len(involved), [(gidx, bucket)], lambda local: spilled(involved[local]),
-            np.arange(len(involved), dtype=np.int64), threshold, homogeneous[involved], side_threshold,
-        )
-        return pa.table({"a": involved[verified["a"].to_numpy()], "b": involved[verified["b"].to_numpy()]})
+        verified = verify_edges(edges.unique().sort("a", "b"), spilled, threshold, homogeneous, side_threshold)
+        return verified.select("a", "b").to_arrow()
     finally:
         release_memory()
 

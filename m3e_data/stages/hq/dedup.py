@@ -317,7 +317,22 @@ def near_duplicates(
     (a process pool's bounded map; serially when None). `homogeneous` (bool by row) marks s2s rows, whose
     pairs also match in swapped order.
     """
-    edges = candidates(bands).sort("a", "b")
+    verified = verify_edges(candidates(bands).sort("a", "b"), texts, threshold, homogeneous, side_threshold,
+                            map_chunks)
+    return clusters(n, verified["a"].to_numpy(), verified["b"].to_numpy(), rank), verified
+
+
+def verify_edges(
+    edges: pl.DataFrame,
+    texts: Callable[[np.ndarray], tuple[Sequence[str], Sequence[str]]],
+    threshold: float = 0.8,
+    homogeneous: np.ndarray | None = None,
+    side_threshold: float = 0.5,
+    map_chunks: MapChunks | None = None,
+) -> pl.DataFrame:
+    """The candidate `edges` (a, b: unique, sorted) that are near duplicates, with their similarities
+    (near_duplicates' rule and columns), in the same order. The Ray executor verifies its edge partitions
+    with this very function."""
     ga, gb = edges["a"].to_numpy(), edges["b"].to_numpy()
     s2s_all = np.asarray(homogeneous, dtype=bool) if homogeneous is not None else None
 
@@ -346,4 +361,4 @@ def near_duplicates(
         pl.Series("jaccard", pair, pl.Float32), pl.Series("side_jaccard", side, pl.Float32),
         pl.Series("positive_jaccard", positive, pl.Float32), pl.Series("question", strict, pl.Boolean),
     ).filter(pl.Series(duplicate, dtype=pl.Boolean))
-    return clusters(n, verified["a"].to_numpy(), verified["b"].to_numpy(), rank), verified
+    return verified
