@@ -35,7 +35,9 @@ def test_write_rows_gives_each_row_back_exactly(tmp_path):
     index = write_rows(path, pieces, 50)
     assert not list(tmp_path.glob("*.tmp"))  # written whole, then renamed
     ask = np.array([49, 0, 7, 7, 3])
-    assert SpilledRows.of(str(path), index[ask]).load() == ([queries[i] for i in ask], [positives[i] for i in ask])
+    rows = SpilledRows((str(path),), np.zeros(len(ask), dtype=np.int32), index["start"][ask], index["q_len"][ask],
+                       index["p_len"][ask])
+    assert rows.load() == ([queries[i] for i in ask], [positives[i] for i in ask])
 
 
 def test_shared_spill_writers_read_as_one(tmp_path):

@@ -66,11 +66,6 @@ class SpilledRows:
     q_len: np.ndarray  # int32: UTF-8 bytes
     p_len: np.ndarray
 
-    @classmethod
-    def of(cls, path: str, index: np.ndarray) -> SpilledRows:
-        """Rows of one file, by their INDEX entries."""
-        return cls((path,), np.zeros(len(index), dtype=np.int32), index["start"], index["q_len"], index["p_len"])
-
     def load(self) -> tuple[list[str], list[str]]:
         queries: list[str] = []
         positives: list[str] = []
