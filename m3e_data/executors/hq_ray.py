@@ -13,8 +13,8 @@
   (spill.SharedSpill) by SPILL_ROWS-row writer tasks, each reading only the row groups that hold its run.
 - verification: a task per run of edge partitions (`verify_groups`: about VERIFY_EDGES edge copies each)
   holds every copy of its edges, drops the repeats and verifies the rest with dedup.verify_edges, the local
-  executor's own rule (see `_verify`), reading each chunk's texts from the shared spill by position. (Each task once spilled
-  its own rows, scanning every source's texts: 8+ scans where the local executor makes one.)
+  executor's own rule (see `_verify`), reading each chunk's texts from the shared spill by position. (Each
+  task once spilled its own rows, scanning every source's texts: 8+ scans where the local executor makes one.)
 - connected components and survivors: on the driver (dedup.components / dedup.survivors) over the verified
   edges, refused past MAX_EDGES (see there).
 - survivors and rejects: one Ray task per source runs stage.write_source (OUT must be a folder every
@@ -25,9 +25,8 @@ removed as they are read and at the end), and the object store carries only thei
 worker that writes or reads an object keeps the store's pages it touched mapped (its PSS grew ~20 MB per
 map task, ~400 MB at 1M rows), while a file read into a task's own memory leaves with the task. A
 worker's memory is therefore bounded by the constants below, not by the input's size, except for what
-tasks are sent of the whole corpus, zero-copy from the object store: a spill writer the row numbers that
-map global rows to their sources' rows (8 bytes a live row), a verification task an s2s flag (1 byte a live
-row). Each task hands its freed memory back (stage.release_memory) before the worker runs the next.
+a verification task is sent of the whole corpus: an s2s flag per live row (1 byte, zero-copy from the
+object store). A spill writer is sent where its own rows lie (SourceTexts.locate). Each task hands its freed memory back (stage.release_memory) before the worker runs the next.
 
 Every task is retried by Ray when its worker dies (max_retries); each is a pure function of its inputs
 or an atomic folder write, so a retry gives the same output. Ray Data (read_parquet/map_batches, groupby)
@@ -59,7 +58,7 @@ from m3e_data.stages.hq.decisions import Decisions, KeptIds
 from m3e_data.stages.hq.dedup import band_candidates, clusters, verify_edges
 from m3e_data.stages.hq.distinct import distinct
 from m3e_data.stages.hq.quality import StatsParams
-from m3e_data.stages.hq.spill import SharedSpill
+from m3e_data.stages.hq.spill import SharedSpill, save_npy
 from m3e_data.stages.hq.stage import (
     SPILL_ROWS,
     STATS_TASK_ROWS,
@@ -83,9 +82,9 @@ PARTITIONS = 8  # the fewest shuffle partitions (and verification tasks): enough
 # - VERIFY_EDGES: candidate edge copies (16 bytes; an edge found in k bands comes k times) one verification
 #   task holds: the bucket tasks' pieces are grouped into tasks of about this many (at least PARTITIONS tasks,
 #   at most one per partition). Candidates are verified VERIFY_ROWS rows at a time (dedup.verify_edges),
-#   their texts read from the shared spill. Up to ~350 MB, the worker's peak: with fewer than PARTITIONS x VERIFY_EDGES copies (~5M rows of the
-#   benchmark's corpus) a task holds 1/PARTITIONS of them, so this grows slowly (~25 MB per million rows)
-#   until then, and no more after.
+#   their texts read from the shared spill. Up to ~350 MB, the worker's peak: with fewer than PARTITIONS x
+#   VERIFY_EDGES copies (~5M rows of the benchmark's corpus) a task holds 1/PARTITIONS of them, so this
+#   grows slowly (~25 MB per million rows) until then, and no more after.
 # - SPILL_ROWS: candidate rows one spill writer reads and writes, a row group's batch at a time (at least
 #   PARTITIONS writers); it holds their 16-byte index.
 # Entries a hash partition gets vary around the mean (a few percent at these sizes), and a bucket with one
@@ -152,7 +151,7 @@ def partitions_for(rows: int, bands: int, least: int = PARTITIONS, entries: int 
 def verify_groups(counts: np.ndarray, least: int = PARTITIONS, edges: int = VERIFY_EDGES) -> list[list[int]]:
     """The edge partitions (by their edge copies `counts`) each verification task takes: consecutive runs of
     about the same number of copies, enough tasks that each holds about `edges`, at least `least` (where there
-    are that many partitions). Fewer, larger tasks than partitions: each task reads the sources' texts once."""
+    are that many partitions). Fewer, larger tasks than partitions: less per-task overhead."""
     parts = len(counts)
     tasks = min(parts, max(least, -(-int(counts.sum()) // edges), 1))
     cum = np.cumsum(counts)
@@ -218,18 +217,12 @@ def _bucket_edges(dst: str, parts: int, pieces: list[tuple[str, int]]) -> np.nda
         out = pl.concat(edges) if edges else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64})
         del edges
         a, b = out["a"].to_numpy(), out["b"].to_numpy()
-        _save_rows(dst + ".rows.npy", distinct(np.concatenate([a, b])))
+        save_npy(Path(dst + ".rows.npy"), distinct(np.concatenate([a, b])))
         split = _split(out.to_arrow(), _partition([a, b], parts), parts)
         _save(Path(dst), split, EDGE_SCHEMA)
         return np.array([t.num_rows for t in split], dtype=np.int64)
     finally:
         release_memory()
-
-
-def _save_rows(path: str, rows: np.ndarray) -> None:
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp.npy"
-    np.save(tmp, rows.astype(np.int64))
-    os.replace(tmp, path)
 
 
 def _spill(job: tuple[SharedSpill, int, list[Located]], fault: tuple[str, str] | None) -> None:

@@ -95,7 +95,7 @@ class SharedSpill:
     def plan(cls, folder: Path, rows: np.ndarray, writers: int) -> SharedSpill:
         """Saves `rows` and cuts them into `writers` runs of about the same length (at least one row each)."""
         folder.mkdir(parents=True, exist_ok=True)
-        _save_npy(folder / "rows.npy", np.asarray(rows, dtype=np.int64))
+        save_npy(folder / "rows.npy", np.asarray(rows, dtype=np.int64))
         writers = max(1, min(writers, len(rows)))
         return cls(folder, np.linspace(0, len(rows), writers + 1).round().astype(int).tolist())
 
@@ -112,7 +112,7 @@ class SharedSpill:
         writer writes both again."""
         n = self.bounds[t + 1] - self.bounds[t]
         index = write_rows(self.folder / f"texts-{t}.bin", pieces, n)
-        _save_npy(self.folder / f"index-{t}.npy", index)
+        save_npy(self.folder / f"index-{t}.npy", index)
 
     def __call__(self, rows: np.ndarray) -> SpilledRows:
         """Where the given rows (each one of the spilled rows) lie."""
@@ -131,7 +131,8 @@ class SharedSpill:
         return SpilledRows(paths, file, index["start"], index["q_len"], index["p_len"])
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save whole or not at all (a temp file renamed): a retried task writes it again."""
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp.npy")
     np.save(tmp, array)
     os.replace(tmp, path)
